@@ -1,0 +1,1 @@
+"""Offline evaluation: STS and (later) retrieval, classification, clustering and the Wikipedia benchmark."""

@@ -1,0 +1,110 @@
+"""Semantic textual similarity: Spearman correlation (x100) of cosine similarity against gold scores.
+
+Reads the STS Benchmark's tab-separated files (gold score in column 5, sentences in columns 6 and 7;
+extra trailing columns are ignored) and generic JSONL/TSV files with ``sentence1``, ``sentence2``, ``score``.
+
+>>> pairs = load_sts("../shared/data/stsb/sts-test.csv")          # doctest: +SKIP
+>>> sts_spearman(Encoder.from_pretrained("smollm2-135m"), pairs)   # doctest: +SKIP
+16.25
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["STSPairs", "default_stsb_dir", "load_sts", "spearman", "sts_spearman"]
+
+
+@dataclass
+class STSPairs:
+    sentences1: list[str]
+    sentences2: list[str]
+    scores: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+
+def default_stsb_dir() -> Path | None:
+    """The STS-B folder: ``$LLM2EMBED_STSB_DIR``, else ``../shared/data/stsb`` from the working directory or repo."""
+    candidates = [os.environ.get("LLM2EMBED_STSB_DIR")]
+    here = Path(__file__).resolve()
+    candidates += [str(Path.cwd().parent / "shared/data/stsb")]
+    candidates += [str(p / "shared/data/stsb") for p in here.parents]
+    for c in candidates:
+        if c and Path(c, "sts-test.csv").is_file():
+            return Path(c)
+    return None
+
+
+def _load_stsb_tsv(path: Path) -> STSPairs:
+    s1, s2, scores = [], [], []
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            cols = line.rstrip("\n").split("\t")
+            if len(cols) < 7:
+                raise ValueError(f"{path}:{lineno}: expected >= 7 tab-separated columns, got {len(cols)}")
+            scores.append(float(cols[4]))
+            s1.append(cols[5])
+            s2.append(cols[6])
+    return STSPairs(s1, s2, np.asarray(scores, dtype=np.float64))
+
+
+def _load_generic(path: Path) -> STSPairs:
+    if path.suffix == ".jsonl":
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    else:
+        with open(path, encoding="utf-8", newline="") as fh:
+            rows = list(csv.DictReader(fh, delimiter="\t" if path.suffix in (".tsv", ".txt") else ","))
+    for i, row in enumerate(rows):
+        missing = {"sentence1", "sentence2", "score"} - set(row)
+        if missing:
+            raise ValueError(f"{path}: row {i} lacks {sorted(missing)}")
+    return STSPairs([r["sentence1"] for r in rows], [r["sentence2"] for r in rows],
+                    np.asarray([float(r["score"]) for r in rows], dtype=np.float64))
+
+
+def load_sts(path: str | os.PathLike) -> STSPairs:
+    """Load STS pairs from an STS-B ``.csv`` (tab-separated) or a JSONL/TSV with sentence1/sentence2/score."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"STS file {path} does not exist")
+    with open(path, encoding="utf-8") as fh:
+        first = fh.readline()
+    if path.suffix == ".jsonl" or first.startswith("sentence1") or "sentence1" in first.split("\t")[0:1]:
+        return _load_generic(path)
+    return _load_stsb_tsv(path)
+
+
+def spearman(a, b) -> float:
+    """Spearman rank correlation (average ranks for ties)."""
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(a, b).statistic)
+
+
+def _cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a / np.clip(np.linalg.norm(a, axis=1, keepdims=True), 1e-12, None)
+    b = b / np.clip(np.linalg.norm(b, axis=1, keepdims=True), 1e-12, None)
+    return (a * b).sum(axis=1)
+
+
+def sts_spearman(encoder, pairs: STSPairs, batch_size: int = 32, show_progress_bar: bool | None = None) -> float:
+    """Spearman x 100 between the cosine of each pair's embeddings and the gold score.
+
+    ``encoder`` is anything with ``encode(list_of_str) -> array`` (an Encoder or a SentenceTransformer).
+    Each distinct sentence is embedded once.
+    """
+    unique = list(dict.fromkeys(pairs.sentences1 + pairs.sentences2))
+    emb = np.asarray(encoder.encode(unique, batch_size=batch_size, show_progress_bar=show_progress_bar,
+                                    convert_to_numpy=True), dtype=np.float64)
+    index = {s: i for i, s in enumerate(unique)}
+    a = emb[[index[s] for s in pairs.sentences1]]
+    b = emb[[index[s] for s in pairs.sentences2]]
+    return 100.0 * spearman(_cosine_rows(a, b), pairs.scores)
