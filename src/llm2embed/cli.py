@@ -1,0 +1,211 @@
+"""The ``llm2embed`` command line.
+
+    llm2embed convert smollm2-135m out/my-encoder [--adapter A] [--pooling mean]
+    llm2embed encode out/my-encoder --input texts.txt --output emb.npy
+    llm2embed info out/my-encoder
+    llm2embed demo
+
+Every subcommand has ``--help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from .pooling import POOLING_MODES
+
+DEMO_SENTENCES = [
+    "A man is playing a guitar.",
+    "Someone plays an acoustic guitar on stage.",
+    "A woman is slicing an onion.",
+    "Vegetables are being chopped in a kitchen.",
+    "The stock market fell sharply on Monday.",
+]
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--adapter", action="append", default=[], metavar="DIR",
+                   help="LoRA adapter folder applied on top of the base (repeat to stack; earlier ones are merged)")
+    p.add_argument("--pooling", choices=sorted(POOLING_MODES), default=None,
+                   help="pooling mode (default: mean, or the saved encoder's)")
+    p.add_argument("--max-length", type=int, default=None, help="longest input in tokens (default 512)")
+    p.add_argument("--causal", action="store_true", help="keep causal attention (default: bidirectional)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,
+                   help="weights dtype (default float32)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: automatic)")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow custom model code from the Hub")
+
+
+def _load(args):
+    from .encoder import Encoder
+
+    kwargs = {}
+    if args.dtype:
+        kwargs["torch_dtype"] = args.dtype
+    adapters = list(args.adapter)
+    first = adapters[0] if adapters else None
+    extra = adapters[1] if len(adapters) > 1 else None
+    if len(adapters) > 2:
+        raise SystemExit("error: at most two --adapter folders (base adapter, then extra adapter)")
+    return Encoder.from_pretrained(
+        args.model,
+        peft_model_name_or_path=first,
+        extra_model_name_or_path=extra,
+        enable_bidirectional=not args.causal,
+        pooling_mode=args.pooling,
+        max_length=args.max_length,
+        trust_remote_code=args.trust_remote_code,
+        device=args.device,
+        **kwargs,
+    )
+
+
+def _read_texts(path: Path, field: str) -> list[str]:
+    if not path.is_file():
+        raise SystemExit(f"error: input file {path} does not exist")
+    if path.suffix == ".jsonl":
+        texts = []
+        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise SystemExit(f"error: {path}:{lineno} is not valid JSON: {exc}") from None
+            if not isinstance(row, dict) or field not in row:
+                raise SystemExit(f"error: {path}:{lineno} has no {field!r} field (choose it with --field)")
+            texts.append(row[field])
+        return texts
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+def _write_embeddings(path: Path, emb, texts: list[str]) -> None:
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        if path.suffix == ".npy":
+            np.save(tmp, emb)
+        elif path.suffix == ".jsonl":
+            with open(tmp, "w", encoding="utf-8") as fh:
+                for text, row in zip(texts, emb):
+                    fh.write(json.dumps({"text": text, "embedding": [round(float(x), 7) for x in row]}) + "\n")
+        else:
+            raise SystemExit(f"error: output {path} must end in .npy or .jsonl")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def cmd_convert(args) -> int:
+    encoder = _load(args)
+    out = encoder.save(args.output, merge_before_save=args.merge)
+    info = encoder.info()
+    print(f"saved {info['architecture']} encoder ({info['attention']}, pooling {info['pooling_mode']}, "
+          f"dimension {info['dimension']}) to {out}")
+    return 0
+
+
+def cmd_encode(args) -> int:
+    texts = _read_texts(Path(args.input), args.field)
+    encoder = _load(args)
+    if args.instruction:
+        inputs = [[args.instruction, t] for t in texts]
+    else:
+        inputs = texts
+    emb = encoder.encode(inputs, batch_size=args.batch_size, show_progress_bar=not args.quiet,
+                         normalize_embeddings=args.normalize)
+    _write_embeddings(Path(args.output), emb, texts)
+    print(f"wrote {emb.shape[0]} x {emb.shape[1]} embeddings to {args.output}")
+    return 0
+
+
+def cmd_info(args) -> int:
+    info = _load(args).info()
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        width = max(map(len, info))
+        for key, value in info.items():
+            print(f"{key:<{width}}  {value}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    import numpy as np
+
+    args.adapter, args.pooling, args.max_length, args.causal = [], None, None, False
+    args.dtype, args.device, args.trust_remote_code = None, None, False
+    encoder = _load(args)
+    info = encoder.info()
+    print(f"model: {args.model} ({info['architecture']}, {info['parameters'] / 1e6:.0f}M parameters)")
+    print(f"attention (verified by the live probe): {info['attention']}")
+    emb = encoder.encode(DEMO_SENTENCES, normalize_embeddings=True)
+    sim = np.asarray(encoder.similarity(emb, emb))
+    print("cosine similarity:")
+    for i, s in enumerate(DEMO_SENTENCES):
+        print("  " + " ".join(f"{v:5.2f}" for v in sim[i]) + f"  {s}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llm2embed", description="Turn any decoder-only LLM into a text encoder.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("convert", help="make a model bidirectional and save it as a sentence-transformers folder",
+                       description="Load BASE (built-in name, .gguf, folder or Hub id), make it bidirectional, "
+                                   "apply adapters and save a self-contained sentence-transformers folder to OUT.")
+    p.add_argument("model", metavar="BASE")
+    p.add_argument("output", metavar="OUT")
+    p.add_argument("--merge", action="store_true", help="do not keep the adapter beside the merged weights")
+    _add_model_options(p)
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("encode", help="embed a file of texts", description="Embed the lines of a .txt file or a "
+                       "field of a .jsonl file and write a .npy matrix or .jsonl rows.")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--input", required=True, help=".txt (one text per line) or .jsonl")
+    p.add_argument("--output", required=True, help=".npy or .jsonl")
+    p.add_argument("--field", default="text", help="text field of .jsonl input (default: text)")
+    p.add_argument("--instruction", default=None, help="instruction put before every text (not pooled)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--normalize", action="store_true", help="L2-normalise the embeddings")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_model_options(p)
+    p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("info", help="architecture, size, verified attention mode, pooling, dimension")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _add_model_options(p)
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("demo", help="encode a few sentences with the embedded default and print their similarity")
+    p.add_argument("model", metavar="MODEL", nargs="?", default="smollm2-135m")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError, TypeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
