@@ -157,6 +157,27 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_mntp(args) -> int:
+    from .training.config import MNTPArguments, DataArguments, ModelArguments, parse_overrides
+    from .training.mntp import train_mntp
+
+    overrides = parse_overrides(args.overrides, [ModelArguments, DataArguments, MNTPArguments])
+    metrics = train_mntp(args.config, overrides=overrides, fresh=args.fresh)
+    shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()
+             if k in ("train_loss", "eval_loss", "eval_accuracy", "train_runtime", "epoch")}
+    print(f"MNTP done: {shown}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .evaluation.runner import run_eval
+
+    run_eval(args.model, tasks=args.tasks, baselines=args.baseline, report_dir=args.report,
+             instructions=args.instructions, max_length=args.max_length, batch_size=args.batch_size,
+             device=args.device, wiki_max_words=args.wiki_max_words)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llm2embed", description="Turn any decoder-only LLM into a text encoder.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -190,6 +211,34 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(p)
     p.set_defaults(func=cmd_info)
 
+    p = sub.add_parser("eval", help="score a model and baselines (STS-B, Wikipedia benchmark) and write a report",
+                       description="Evaluate MODEL and each --baseline on the tasks, print a table and, with "
+                                   "--report, write report.md, results.json and report.png. MODEL and baselines "
+                                   "accept: a saved encoder or sentence-transformers folder, a Hub id, "
+                                   "smollm2-135m, smollm2-135m:causal, minilm.",
+                       epilog="example: llm2embed eval out/my-encoder --tasks stsb,wiki "
+                              "--baseline smollm2-135m:causal --baseline minilm --report out/report")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--tasks", default="stsb,wiki", help="comma-separated tasks (default: stsb,wiki)")
+    p.add_argument("--baseline", action="append", default=[], metavar="MODEL", help="a model to compare (repeat)")
+    p.add_argument("--report", default=None, metavar="DIR", help="write report.md, results.json, report.png here")
+    p.add_argument("--instructions", default=None, metavar="JSON",
+                   help="JSON file of task -> query instruction ('none' turns instructions off)")
+    p.add_argument("--max-length", type=int, default=None, help="longest input in tokens")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", default=None)
+    p.add_argument("--wiki-max-words", type=int, default=None, help="cap on Wikipedia document length in words")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("mntp", help="masked next token prediction with LoRA (official run_mntp.py config keys)",
+                       description="Train MNTP from a JSON/YAML config with the official llm2vec run_mntp.py keys "
+                                   "plus any transformers TrainingArguments field. Extra --key value pairs override "
+                                   "the file. A rerun resumes from the last checkpoint in output_dir.",
+                       epilog="example: llm2embed mntp mntp.json --stop_after_n_steps 200 --learning_rate 1e-4")
+    p.add_argument("config", metavar="CONFIG", help="JSON or YAML config file")
+    p.add_argument("--fresh", action="store_true", help="ignore existing checkpoints and start over")
+    p.set_defaults(func=cmd_mntp, takes_overrides=True)
+
     p = sub.add_parser("demo", help="encode a few sentences with the embedded default and print their similarity")
     p.add_argument("model", metavar="MODEL", nargs="?", default="smollm2-135m")
     p.set_defaults(func=cmd_demo)
@@ -198,11 +247,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "takes_overrides", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.overrides = extra
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError, TypeError) as exc:
+    except (FileNotFoundError, ValueError, TypeError) as exc:  # ConfigError is a ValueError
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -6,7 +6,8 @@ classification). With a folder, each task's embeddings are written to ``<folder>
 the next run; the model itself is only loaded when some text is missing, so adding a baseline to a report
 recomputes nothing for the models already in it.
 
->>> cached = CachedEncoder(lambda: Encoder.from_pretrained("smollm2-135m"), "out/report/embeddings/smollm2")  # doctest: +SKIP
+>>> load = lambda: Encoder.from_pretrained("smollm2-135m")
+>>> cached = CachedEncoder(load, "out/report/embeddings/smollm2")
 >>> with cached.task("stsb"):                                               # doctest: +SKIP
 ...     emb = cached.encode(["a sentence", ["Retrieve passages:", "a query"]])
 """

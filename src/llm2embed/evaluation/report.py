@@ -127,7 +127,7 @@ def _markdown_document(results: dict) -> str:
     lines.append("Scores are x 100; the best of each column is in bold. Every metric and setting is in "
                  "`results.json`.")
     lines.append("")
-    lines.append("| task | kind | main metric | size | instruction |")
+    lines.append("| task | kind | main metric | size | instruction (Encoders) |")
     lines.append("| --- | --- | --- | --- | --- |")
     for task, info in results["tasks"].items():
         size = ", ".join(f"{k} {v}" for k, v in info.get("sizes", {}).items())
@@ -138,8 +138,8 @@ def _markdown_document(results: dict) -> str:
     lines.append("| --- | --- | --- | --- | --- | --- |")
     for model, entry in results["models"].items():
         s = entry.get("settings") or {}
-        lines.append(f"| {model} | {s.get('kind')} | {s.get('pooling_mode')} | {s.get('attention', '-')} | "
-                     f"{s.get('max_length')} | {s.get('dimension')} |")
+        cells = [s.get(k) for k in ("kind", "pooling_mode", "attention", "max_length", "dimension")]
+        lines.append(f"| {model} | " + " | ".join("-" if c is None else str(c) for c in cells) + " |")
     checks = results.get("reference_check") or []
     if checks:
         lines += ["", "Reference figures (STS-B test Spearman x 100, official llm2vec / sentence-transformers):", ""]

@@ -11,8 +11,8 @@ sentence-transformers' ``InformationRetrievalEvaluator`` (ties broken by ascendi
 embeddings computed beforehand so they can be cached.
 
 >>> data = load_beir("my-beir-folder")                                       # doctest: +SKIP
->>> evaluate_retrieval(encoder, data, query_instruction="Given a question, retrieve passages that answer it")
-{'ndcg@10': 41.2, 'mrr@10': 37.0, 'recall@100': 88.5}                         # doctest: +SKIP
+>>> evaluate_retrieval(encoder, data, "Given a question, retrieve passages that answer it")  # doctest: +SKIP
+{'ndcg@10': 41.2, 'mrr@10': 37.0, 'recall@100': 88.5}
 """
 
 from __future__ import annotations

@@ -127,7 +127,7 @@ def run_eval(
         batch_size: encoding batch size.
         device: ``cpu``, ``cuda``, ... (default: sentence-transformers' choice).
         cache_dir: embedding cache root (default ``<report_dir>/embeddings``; no report dir: memory only).
-        wiki_max_words / wiki_train_size: Wikipedia benchmark settings (defaults 48 and 1000).
+        wiki_max_words / wiki_train_size: Wikipedia benchmark settings (defaults 24 and 500).
         show_progress_bar: progress bars while encoding.
         echo: where progress lines and the table go (``None``: silent).
 
@@ -150,6 +150,7 @@ def run_eval(
             "device": device,
             "instructions": (os.fspath(instructions) if isinstance(instructions, (str, os.PathLike))
                              else "dict" if isinstance(instructions, dict) else "defaults"),
+            "instruction_table": table,
             "embedding_cache": str(cache_root) if cache_root else None,
             "similarity": "cosine",
             "seed": 0,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["STSPairs", "default_stsb_dir", "load_sts", "spearman", "sts_metrics", "sts_spearman"]
+__all__ = ["STSPairs", "default_stsb_dir", "evaluate_sts", "load_sts", "spearman", "sts_metrics", "sts_spearman"]
 
 
 @dataclass

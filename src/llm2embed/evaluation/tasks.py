@@ -43,7 +43,7 @@ __all__ = ["DEFAULT_INSTRUCTIONS", "METRIC_LABELS", "Task", "load_instructions",
            "task_instruction"]
 
 DEFAULT_INSTRUCTIONS: dict[str, str] = {
-    "wiki-retrieval": "Given a short description, retrieve the Wikipedia article it describes",
+    "wiki-retrieval": "Given a description, retrieve the Wikipedia article",
     "retrieval": "Given a query, retrieve relevant passages",
 }
 
@@ -160,46 +160,35 @@ def _file_task(kind: str, target: str) -> Task:
     return Task(f"{kind}:{stem}", kind, lambda: loaders[kind](path), {"path": str(path.resolve())})
 
 
+def _one_task(name: str) -> Task:
+    if name == "stsb":
+        return _stsb_task()
+    kind, _, target = name.partition(":")
+    kind = "pair-classification" if kind == "pair" else kind
+    if target and kind in MAIN_METRIC:
+        return _file_task(kind, target)
+    raise ValueError(f"unknown task {name!r}; accepted: {ACCEPTED}")
+
+
 def parse_tasks(tasks: str | Sequence[str], wiki_max_words: int | None = None,
                 wiki_train_size: int | None = None) -> list[Task]:
     """Turn ``"stsb,wiki"`` (or a list of such strings) into :class:`Task` objects, in order, without repeats."""
     from .wiki import DEFAULT_MAX_WORDS, DEFAULT_TRAIN_SIZE
 
-    max_words = DEFAULT_MAX_WORDS if wiki_max_words is None else wiki_max_words
-    train_size = DEFAULT_TRAIN_SIZE if wiki_train_size is None else wiki_train_size
     items = [tasks] if isinstance(tasks, str) else list(tasks)
     names = [n.strip() for item in items for n in str(item).split(",") if n.strip()]
+    names = list(dict.fromkeys(w for n in names for w in (WIKI_TASKS if n == "wiki" else (n,))))
     if not names:
         raise ValueError(f"no task given; accepted: {ACCEPTED}")
-    out: list[Task] = []
-    seen: set[str] = set()
-    wiki: list[str] = []
-    for name in names:
-        expanded = list(WIKI_TASKS) if name == "wiki" else [name]
-        for n in expanded:
-            if n in seen:
-                continue
-            if n in WIKI_TASKS:
-                wiki.append(n)
-                out.append(None)  # placeholder, filled below in order
-            elif n == "stsb":
-                out.append(_stsb_task())
-            elif ":" in n and n.split(":", 1)[0] in MAIN_METRIC:
-                out.append(_file_task(*n.split(":", 1)))
-            elif ":" in n and n.split(":", 1)[0] == "pair":
-                out.append(_file_task("pair-classification", n.split(":", 1)[1]))
-            else:
-                raise ValueError(f"unknown task {n!r}; accepted: {ACCEPTED}")
-            seen.add(n)
-    wiki_iter = iter(_wiki_tasks(wiki, max_words, train_size) if wiki else [])
-    out = [t if t is not None else next(wiki_iter) for t in out]
-    final, names_seen = [], set()
-    for t in out:  # two file tasks may end up with one name
-        if t.name in names_seen:
-            raise ValueError(f"two tasks are both named {t.name!r}; rename one of the files")
-        names_seen.add(t.name)
-        final.append(t)
-    return final
+    wiki_names = [n for n in names if n in WIKI_TASKS]
+    wiki = {t.name: t for t in _wiki_tasks(
+        wiki_names, DEFAULT_MAX_WORDS if wiki_max_words is None else wiki_max_words,
+        DEFAULT_TRAIN_SIZE if wiki_train_size is None else wiki_train_size)} if wiki_names else {}
+    out = [wiki[n] if n in wiki else _one_task(n) for n in names]
+    duplicates = sorted({t.name for t in out if sum(u.name == t.name for u in out) > 1})
+    if duplicates:
+        raise ValueError(f"several tasks are named {duplicates[0]!r}; rename one of the files")
+    return out
 
 
 def load_instructions(instructions: str | os.PathLike | dict | None) -> dict[str, str]:
