@@ -160,7 +160,8 @@ def test_adapter_merge_and_save(llama_folder, tmp_path):
     assert merged.probe() and unmerged.probe()
 
     unmerged.save(tmp_path / "kept")
-    assert (tmp_path / "kept" / ADAPTER_DIR / "adapter_config.json").is_file()
+    adapter_config = json.loads((tmp_path / "kept" / ADAPTER_DIR / "adapter_config.json").read_text())
+    assert adapter_config["base_model_name_or_path"] == llama_folder  # the user's spec, never a cache path
     weights = json.loads((tmp_path / "kept/config.json").read_text())
     assert weights["is_causal"] is False
     np.testing.assert_allclose(Encoder.from_pretrained(tmp_path / "kept").encode(TEXTS), a, atol=1e-5)

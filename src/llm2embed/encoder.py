@@ -513,6 +513,7 @@ class Encoder:
             is_peft = hasattr(model, "merge_and_unload")
             if is_peft and not merge_before_save:
                 model.save_pretrained(str(tmp / ADAPTER_DIR))
+                _point_adapter_at(tmp / ADAPTER_DIR, self.base)
                 transformer.model = copy.deepcopy(model).merge_and_unload()
             elif is_peft:
                 transformer.model = model.merge_and_unload()
@@ -546,6 +547,14 @@ class Encoder:
             f"{type(self).__name__}(base={self.base!r}, pooling_mode={self.pooling_mode!r}, "
             f"bidirectional={self.bidirectional}, dimension={self.embedding_dimension})"
         )
+
+
+def _point_adapter_at(folder: Path, base: str | None) -> None:
+    """Record the user's base spec (not an internal cache path) as the adapter's base model."""
+    path = folder / "adapter_config.json"
+    config = json.loads(path.read_text())
+    config["base_model_name_or_path"] = base
+    _write_json(path, config)
 
 
 def _write_json(path: Path, data: dict) -> None:
