@@ -178,6 +178,26 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def _contrastive(args, mode: str) -> int:
+    from .training.config import ModelArguments, parse_overrides
+    from .training.contrastive import ContrastiveArguments, train_contrastive
+
+    overrides = parse_overrides(args.overrides, [ModelArguments, ContrastiveArguments])
+    metrics = train_contrastive(args.config, mode=mode, overrides=overrides, fresh=args.fresh)
+    shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()
+             if k in ("train_loss", "train_runtime", "epoch")}
+    print(f"{mode} done: {shown}")
+    return 0
+
+
+def cmd_simcse(args) -> int:
+    return _contrastive(args, "simcse")
+
+
+def cmd_supervised(args) -> int:
+    return _contrastive(args, "supervised")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llm2embed", description="Turn any decoder-only LLM into a text encoder.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -238,6 +258,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", metavar="CONFIG", help="JSON or YAML config file")
     p.add_argument("--fresh", action="store_true", help="ignore existing checkpoints and start over")
     p.set_defaults(func=cmd_mntp, takes_overrides=True)
+
+    for name, func, script, what in (
+        ("simcse", cmd_simcse, "run_simcse.py", "unsupervised SimCSE (each sentence is its own positive)"),
+        ("supervised", cmd_supervised, "run_supervised.py", "supervised contrastive training on triplet JSONL"),
+    ):
+        p = sub.add_parser(name, help=f"{what} (official {script} config keys)",
+                           description=f"{what[0].upper()}{what[1:]} from a JSON/YAML config with the official "
+                                       f"llm2vec {script} keys plus any TrainingArguments field; --key value pairs "
+                                       "override the file. Writes a sentence-transformers encoder (and its adapter) "
+                                       "to output_dir/encoder; a rerun resumes from the last checkpoint.")
+        p.add_argument("config", metavar="CONFIG", help="JSON or YAML config file")
+        p.add_argument("--fresh", action="store_true", help="ignore existing checkpoints and start over")
+        p.set_defaults(func=func, takes_overrides=True)
 
     p = sub.add_parser("demo", help="encode a few sentences with the embedded default and print their similarity")
     p.add_argument("model", metavar="MODEL", nargs="?", default="smollm2-135m")

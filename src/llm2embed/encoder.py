@@ -162,6 +162,11 @@ def _apply_config_overrides(model, overrides: dict[str, Any]) -> None:
             )
         for target in targets:
             setattr(target, key, value)
+        # layers copy some config values at construction (e.g. attention modules' ``attention_dropout``)
+        for module in model.modules():
+            current = getattr(module, key, None)
+            if isinstance(current, (int, float)) and not isinstance(current, bool) and not callable(current):
+                setattr(module, key, value)
 
 
 class Encoder:
@@ -237,7 +242,8 @@ class Encoder:
 
         if saved:
             st_model = SentenceTransformer(
-                source, device=device, trust_remote_code=trust_remote_code, model_kwargs=loading
+                source, device=device, trust_remote_code=trust_remote_code, model_kwargs=loading,
+                config_kwargs=dict(overrides),
             )
             if pooling_mode is None:
                 pooling_mode = metadata.get("pooling_mode") or _saved_pooling_name(st_model)
@@ -251,7 +257,7 @@ class Encoder:
                 source,
                 model_kwargs=loading,
                 processor_kwargs=dict(remote),
-                config_kwargs=dict(remote),
+                config_kwargs={**remote, **overrides},  # modules read e.g. attention_dropout at construction
                 max_seq_length=max_length or 512,
                 # plain text in, token embeddings out: without this, sentence-transformers wraps text in the
                 # chat template of instruct models, which changes every embedding

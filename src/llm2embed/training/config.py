@@ -198,9 +198,9 @@ def _coerce(key: str, raw: str, tp) -> Any:
 
 def parse_overrides(args: list[str], classes) -> dict[str, Any]:
     """``["--lora_r", "8", "--bf16"]`` -> ``{"lora_r": 8, "bf16": True}`` (types from the dataclasses)."""
-    from transformers import TrainingArguments
+    from sentence_transformers import SentenceTransformerTrainingArguments
 
-    types_ = _field_types([*classes, TrainingArguments])
+    types_ = _field_types([*classes, SentenceTransformerTrainingArguments])
     out: dict[str, Any] = {}
     i = 0
     while i < len(args):
@@ -267,13 +267,14 @@ def choose_attn_implementation(requested: str | None) -> str:
 
 
 def parse_config(config: dict[str, Any] | str | os.PathLike, classes, overrides: dict[str, Any] | None = None,
-                 defaults: dict[str, Any] | None = None) -> ParsedConfig:
+                 defaults: dict[str, Any] | None = None, training_class=None) -> ParsedConfig:
     """Split a flat config into the given dataclasses plus ``TrainingArguments``.
 
     ``defaults`` fill keys the config does not set (e.g. an output folder); ``overrides`` win over the file.
     """
     from transformers import TrainingArguments
 
+    TrainingArguments = training_class or TrainingArguments  # noqa: N806 (a class)
     raw = dict(load_config_file(config) if isinstance(config, (str, os.PathLike)) else config)
     raw.update(overrides or {})
     training_fields = {f.name for f in dataclasses.fields(TrainingArguments) if f.init}
