@@ -198,6 +198,20 @@ def cmd_supervised(args) -> int:
     return _contrastive(args, "supervised")
 
 
+def cmd_pipeline(args) -> int:
+    from .pipeline import default_config, load_pipeline_config, run_pipeline
+
+    if args.print_default_config:
+        import yaml
+
+        print(yaml.safe_dump(default_config(), sort_keys=False), end="")
+        return 0
+    config = load_pipeline_config(args.config)
+    summary = run_pipeline(config, output=args.output, fresh=args.fresh, evaluate=not args.no_eval)
+    print(f"final encoder: {summary['final']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llm2embed", description="Turn any decoder-only LLM into a text encoder.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -271,6 +285,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("config", metavar="CONFIG", help="JSON or YAML config file")
         p.add_argument("--fresh", action="store_true", help="ignore existing checkpoints and start over")
         p.set_defaults(func=func, takes_overrides=True)
+
+    p = sub.add_parser("pipeline", help="the whole recipe: MNTP -> SimCSE -> (supervised) -> evaluation",
+                       description="Run the stages of a pipeline config (default: the embedded SmolLM2 and "
+                                   "Wikipedia corpus, sized for a CPU). Finished stages with unchanged settings "
+                                   "are skipped on a rerun; a changed setting re-runs that stage and those after.")
+    p.add_argument("config", metavar="CONFIG", nargs="?", default=None, help="YAML or JSON pipeline file")
+    p.add_argument("--output", default=None, help="folder for the stages, the encoder and the report")
+    p.add_argument("--print-default-config", action="store_true", help="print the default config and exit")
+    p.add_argument("--fresh", action="store_true", help="delete the output folder first")
+    p.add_argument("--no-eval", action="store_true", help="train only")
+    p.set_defaults(func=cmd_pipeline)
 
     p = sub.add_parser("demo", help="encode a few sentences with the embedded default and print their similarity")
     p.add_argument("model", metavar="MODEL", nargs="?", default="smollm2-135m")

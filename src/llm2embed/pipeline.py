@@ -1,0 +1,218 @@
+"""The whole recipe as one command: source model -> bidirectional -> MNTP -> SimCSE -> (supervised) -> evaluation.
+
+    llm2embed pipeline                          # the embedded default, CPU-sized
+    llm2embed pipeline pipeline.yaml --output runs/mine
+    llm2embed pipeline --print-default-config   # the defaults, as YAML
+
+The config is one YAML/JSON file; its ``mntp``, ``simcse`` and ``supervised`` sections are the official
+llm2vec configs of each stage (paste yours in; ``null`` skips a stage), and the pipeline fills in
+``model_name_or_path``, ``peft_model_name_or_path`` and ``output_dir`` to chain them.
+
+Each stage writes into ``<output>/<stage>/`` and, when it is complete, a marker holding the hash of its own
+settings and of every stage before it. A rerun skips a stage whose marker matches (so a killed pipeline
+resumes where it stopped, and a stage killed midway resumes from its last checkpoint), and a changed setting
+re-runs exactly that stage and the ones after it.
+
+>>> from llm2embed.pipeline import run_pipeline, default_config
+>>> run_pipeline(default_config(), output="runs/default")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["STAGES", "default_config", "load_pipeline_config", "run_pipeline"]
+
+STAGES = ("mntp", "simcse", "supervised")
+MARKER = "llm2embed_stage.json"
+
+# Sized for a 2-core CPU; see docs/pipeline.md for how these were chosen and what is still being measured.
+_DEFAULT = {
+    "model": "smollm2-135m",
+    "output": "runs/default",
+    "pooling_mode": "mean",
+    "mntp": {
+        "train_file": "wiki", "max_seq_length": 128, "per_device_train_batch_size": 8, "mlm_probability": 0.2,
+        "mask_token_type": "blank", "data_collator_type": "default", "lora_r": 16, "learning_rate": 5e-5,
+        "stop_after_n_steps": 200, "max_steps": 200, "save_steps": 50, "logging_steps": 10, "seed": 42,
+    },
+    "simcse": {
+        "dataset_name": "wiki", "max_seq_length": 64, "per_device_train_batch_size": 32, "simcse_dropout": 0.3,
+        "loss_scale": 20, "learning_rate": 3e-5, "lora_r": 16, "stop_after_n_steps": 200, "max_steps": 200,
+        "save_steps": 50, "logging_steps": 10, "mini_batch_size": 8, "seed": 42,
+    },
+    "supervised": None,
+    "evaluation": {
+        "stage_tasks": ["stsb"],
+        "final_tasks": ["stsb", "wiki"],
+        "baselines": ["smollm2-135m", "smollm2-135m:causal"],
+        "reduced_precision": "bfloat16",
+    },
+}
+
+
+def default_config() -> dict[str, Any]:
+    """The default pipeline (embedded SmolLM2 + embedded Wikipedia corpus, CPU-sized)."""
+    return copy.deepcopy(_DEFAULT)
+
+
+def load_pipeline_config(path: str | os.PathLike | None) -> dict[str, Any]:
+    """Read a YAML/JSON pipeline file on top of the defaults; unknown top-level keys are errors."""
+    from .training.config import ConfigError, load_config_file, suggest_key
+
+    config = default_config()
+    if path is None:
+        return config
+    user = load_config_file(path)
+    for key, value in user.items():
+        if key not in config:
+            near = suggest_key(key, set(config))
+            raise ConfigError(f"unknown pipeline key {key!r}" + (f"; did you mean {near!r}?" if near else ""))
+        if isinstance(value, dict) and isinstance(config[key], dict) and key != "supervised":
+            config[key] = {**config[key], **value} if key == "evaluation" else value
+        else:
+            config[key] = value
+    return config
+
+
+def _hash(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _marker(folder: Path) -> dict | None:
+    try:
+        return json.loads((folder / MARKER).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _write_marker(folder: Path, data: dict) -> None:
+    tmp = folder / f".{MARKER}.tmp"
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, folder / MARKER)
+
+
+def _prepare(folder: Path, key: str) -> bool:
+    """Make ``folder`` ready for a stage with settings ``key``; returns True if it is already complete."""
+    marker = _marker(folder)
+    if marker and marker.get("key") == key and marker.get("complete"):
+        return True
+    if folder.exists() and (marker is None or marker.get("key") != key):
+        shutil.rmtree(folder)  # written with other settings (or by something else): start the stage over
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_marker(folder, {"key": key, "complete": False})
+    return False
+
+
+def _stage_configs(config: dict[str, Any], out: Path) -> list[tuple[str, dict[str, Any]]]:
+    """The enabled stages, each with model/adapter/output filled in to chain them."""
+    chained, previous_encoder, mntp_dir = [], None, None
+    for stage in STAGES:
+        section = config.get(stage)
+        if not section:
+            continue
+        cfg = dict(section)
+        cfg["output_dir"] = str(out / stage)
+        cfg.setdefault("disable_tqdm", False)
+        if stage == "mntp":
+            cfg["model_name_or_path"] = config["model"]
+            mntp_dir = out / stage
+        elif previous_encoder is not None:
+            cfg["model_name_or_path"] = str(previous_encoder)
+        else:
+            cfg["model_name_or_path"] = config["model"]
+            if mntp_dir is not None:
+                cfg["peft_model_name_or_path"] = str(mntp_dir)
+        if stage != "mntp":
+            cfg.setdefault("pooling_mode", config.get("pooling_mode", "mean"))
+            previous_encoder = out / stage / "encoder"
+        chained.append((stage, cfg))
+    return chained
+
+
+def _run_stage(stage: str, cfg: dict[str, Any], config: dict[str, Any], folder: Path) -> Path:
+    """Run one stage; return the encoder folder it produced."""
+    from .encoder import Encoder
+
+    if stage == "mntp":
+        from .training.mntp import train_mntp
+
+        train_mntp(cfg)
+        encoder = Encoder.from_pretrained(config["model"], peft_model_name_or_path=folder,
+                                          pooling_mode=config.get("pooling_mode", "mean"))
+        return encoder.save(folder / "encoder")
+    from .training.contrastive import train_contrastive
+
+    train_contrastive(cfg, mode=stage)
+    return folder / "encoder"
+
+
+def run_pipeline(config: dict[str, Any] | None = None, output: str | os.PathLike | None = None,
+                 fresh: bool = False, evaluate: bool = True, echo=print) -> dict[str, Any]:
+    """Run (or resume) the pipeline; returns ``{"stages": {...}, "final": path, "evaluation": {...}}``."""
+    config = config or default_config()
+    out = Path(output or config.get("output") or "runs/default")
+    if fresh and out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "pipeline.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+    summary: dict[str, Any] = {"stages": {}}
+    upstream = _hash(config["model"], config.get("pooling_mode", "mean"))
+    final: str | Path = config["model"]
+    stages = _stage_configs(config, out)
+    for index, (stage, cfg) in enumerate(stages, 1):
+        key = _hash(upstream, stage, cfg)
+        folder = out / stage
+        if _prepare(folder, key):
+            echo(f"[{index}/{len(stages)}] {stage}: done earlier with the same settings, skipped")
+            summary["stages"][stage] = {"skipped": True, **(_marker(folder) or {})}
+        else:
+            echo(f"[{index}/{len(stages)}] {stage}: running (output {folder})")
+            start = time.perf_counter()
+            _run_stage(stage, cfg, config, folder)
+            seconds = time.perf_counter() - start
+            _write_marker(folder, {"key": key, "complete": True, "seconds": round(seconds, 1)})
+            summary["stages"][stage] = {"skipped": False, "seconds": round(seconds, 1)}
+            echo(f"[{index}/{len(stages)}] {stage}: finished in {seconds / 60:.1f} min")
+        upstream = key
+        final = folder / "encoder"
+    summary["final"] = str(final)
+    if evaluate:
+        summary["evaluation"] = _evaluate(config, out, [s for s, _ in stages], final, upstream, echo)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
+    return summary
+
+
+def _evaluate(config, out: Path, stages: list[str], final, key: str, echo) -> dict[str, Any]:
+    """Every stage on the stage tasks (STS-B), the final encoder and baselines on the final tasks."""
+    from .evaluation.runner import run_eval
+    from .evaluation.sts import default_stsb_dir
+
+    ev = config.get("evaluation") or {}
+    stage_tasks = list(ev.get("stage_tasks") or [])
+    final_tasks = list(ev.get("final_tasks") or [])
+    if default_stsb_dir() is None:
+        echo("STS-B not found (../shared/data/stsb or $LLM2EMBED_STSB_DIR): skipping the STS-B scores")
+        stage_tasks = [t for t in stage_tasks if t != "stsb"]
+        final_tasks = [t for t in final_tasks if t != "stsb"]
+    results: dict[str, Any] = {}
+    baselines = list(ev.get("baselines") or [])
+    if stage_tasks and stages:
+        earlier = [str(out / s / "encoder") for s in stages[:-1]]
+        results["stages"] = run_eval(str(final), tasks=stage_tasks, baselines=baselines + earlier,
+                                     report_dir=out / "report", echo=echo)
+    if final_tasks:
+        results["final"] = run_eval(str(final), tasks=final_tasks, baselines=baselines[-1:],
+                                    report_dir=out / "report" / "final", echo=echo)
+    return results

@@ -1,0 +1,86 @@
+"""The pipeline: end to end on a tiny model, skip on rerun, resume after a kill, invalidate downstream only."""
+
+import json
+
+import pytest
+import yaml
+
+from llm2embed.cli import main
+from llm2embed.pipeline import default_config, load_pipeline_config, run_pipeline
+
+
+@pytest.fixture
+def tiny_pipeline(tmp_path, llama_folder):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(f"a man plays a guitar on the stage number {i} and the woman slices an onion"
+                                for i in range(80)))
+    sts = tmp_path / "pairs.jsonl"
+    sts.write_text("\n".join(json.dumps({"sentence1": a, "sentence2": b, "score": s}) for a, b, s in [
+        ("a man plays a guitar", "a man plays music", 4.0), ("the cat sat", "onion market", 0.5),
+        ("music lessons", "guitar lessons", 3.0), ("the woman slices an onion", "a woman cuts an onion", 4.5)]))
+    common = {"max_steps": 3, "stop_after_n_steps": 3, "save_steps": 2, "use_cpu": True, "disable_tqdm": True,
+              "lora_r": 4, "learning_rate": 1e-3, "logging_steps": 1}
+    config = default_config()
+    config.update(model=llama_folder, output=str(tmp_path / "run"))
+    config["mntp"] = {"train_file": str(corpus), "max_seq_length": 16, "per_device_train_batch_size": 4, **common}
+    config["simcse"] = {"dataset_file_path": str(corpus), "max_seq_length": 16, "per_device_train_batch_size": 8,
+                        **common}
+    config["evaluation"] = {"stage_tasks": [f"sts:{sts}"], "final_tasks": [f"sts:{sts}"], "baselines": []}
+    return config
+
+
+def test_end_to_end_skip_and_invalidate(tiny_pipeline, tmp_path):
+    messages = []
+    summary = run_pipeline(tiny_pipeline, echo=messages.append)
+    run = tmp_path / "run"
+    assert summary["final"] == str(run / "simcse/encoder")
+    assert (run / "mntp/encoder/modules.json").is_file() and (run / "simcse/encoder/modules.json").is_file()
+    assert (run / "report/report.md").is_file() and (run / "report/results.json").is_file()
+    assert (run / "report/report.png").is_file()
+
+    messages.clear()
+    run_pipeline(tiny_pipeline, echo=messages.append)
+    assert sum("skipped" in m for m in messages) == 2
+
+    changed = json.loads(json.dumps(tiny_pipeline))
+    changed["simcse"]["learning_rate"] = 5e-4
+    messages.clear()
+    run_pipeline(changed, echo=messages.append, evaluate=False)
+    assert any("mntp: done earlier" in m for m in messages)
+    assert any("simcse: running" in m for m in messages)
+
+    changed["mntp"]["mlm_probability"] = 0.4  # upstream change: both stages run again
+    messages.clear()
+    run_pipeline(changed, echo=messages.append, evaluate=False)
+    assert any("mntp: running" in m for m in messages) and any("simcse: running" in m for m in messages)
+
+
+def test_killed_run_resumes_without_redoing_finished_stages(tiny_pipeline, tmp_path, monkeypatch):
+    from llm2embed.training import contrastive
+
+    real = contrastive.train_contrastive
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(contrastive, "train_contrastive", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(tiny_pipeline, evaluate=False)
+    monkeypatch.setattr(contrastive, "train_contrastive", real)
+    messages = []
+    run_pipeline(tiny_pipeline, evaluate=False, echo=messages.append)
+    assert any("mntp: done earlier" in m for m in messages) and any("simcse: running" in m for m in messages)
+    assert json.loads((tmp_path / "run/simcse/llm2embed_stage.json").read_text())["complete"] is True
+
+
+def test_config_file_and_cli(tmp_path, capsys):
+    assert main(["pipeline", "--print-default-config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"] == "smollm2-135m" and printed["mntp"]["train_file"] == "wiki"
+    (tmp_path / "p.yaml").write_text("model: my-model\nsupervised:\n  dataset_file_path: triplets.jsonl\n")
+    config = load_pipeline_config(tmp_path / "p.yaml")
+    assert config["model"] == "my-model" and config["supervised"]["dataset_file_path"] == "triplets.jsonl"
+    assert config["mntp"] == default_config()["mntp"]
+    (tmp_path / "bad.yaml").write_text("modle: x\n")
+    with pytest.raises(ValueError, match="unknown pipeline key 'modle'; did you mean 'model'"):
+        load_pipeline_config(tmp_path / "bad.yaml")
