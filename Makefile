@@ -35,6 +35,8 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/encode_speed.py
+	$(PY) benchmarks/mntp_speed.py
+	$(PY) benchmarks/serve_load.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -11,7 +11,7 @@ from llm2embed import Encoder
 from llm2embed.cli import main
 
 
-@pytest.mark.parametrize("command", ["convert", "encode", "info", "demo", "eval", "mntp", "simcse", "supervised", "pipeline"])
+@pytest.mark.parametrize("command", ["convert", "encode", "info", "demo", "eval", "mntp", "simcse", "supervised", "pipeline", "serve"])
 def test_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])

@@ -297,6 +297,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-eval", action="store_true", help="train only")
     p.set_defaults(func=cmd_pipeline)
 
+    from .server import add_serve_arguments, serve_from_args
+
+    p = sub.add_parser("serve", help="OpenAI-compatible embeddings server (POST /v1/embeddings)",
+                       description="Serve MODEL over an OpenAI-compatible HTTP API on 127.0.0.1 by default; "
+                                   "concurrent requests are batched together.")
+    add_serve_arguments(p)
+    p.set_defaults(func=lambda a: serve_from_args(a) or 0)
+
     p = sub.add_parser("demo", help="encode a few sentences with the embedded default and print their similarity")
     p.add_argument("model", metavar="MODEL", nargs="?", default="smollm2-135m")
     p.set_defaults(func=cmd_demo)

@@ -64,11 +64,11 @@ ST_CONFIG_FILE = "config_sentence_transformers.json"
 def set_query_instruction(encoder, instruction: str | None) -> str:
     """Store ``instruction`` as the encoder's sentence-transformers ``query`` prompt; return the prompt text.
 
-    Sets ``encoder.st_model.prompts`` to ``{"query": format_instruction(instruction), "document": ""}``
-    (other prompt names are kept) and leaves ``default_prompt_name`` unset, so plain ``encode`` and
-    ``encode_document`` use no prompt. ``Encoder.save`` writes the prompts into the folder.
-    ``None`` or ``""`` removes the instruction. ``Encoder.encode`` is unaffected: it applies instructions
-    only to ``[instruction, text]`` pairs.
+    ``encoder`` is an :class:`~llm2embed.Encoder` (or a ``SentenceTransformer``). Its prompts become
+    ``{"query": format_instruction(instruction), "document": ""}`` (other prompt names are kept) and
+    ``default_prompt_name`` is left unset, so plain ``encode`` and ``encode_document`` use no prompt.
+    ``Encoder.save`` writes the prompts into the folder. ``None`` or ``""`` removes the instruction.
+    ``Encoder.encode`` is unaffected: it applies instructions only to ``[instruction, text]`` pairs.
 
     >>> set_query_instruction(enc, "Retrieve passages about music: ")   # doctest: +SKIP
     'Retrieve passages about music:\\n'
@@ -132,8 +132,7 @@ def encode_documents(encoder, documents, **encode_kwargs):
     """``encoder.encode`` of documents with the stored document prompt (llm2embed stores none)."""
     single = isinstance(documents, str)
     items = [documents] if single else list(documents)
-    st_model = encoder.st_model if hasattr(encoder, "st_model") else encoder
-    prompt = (st_model.prompts or {}).get(DOCUMENT_PROMPT) or ""
+    prompt = (encoder.st_model.prompts or {}).get(DOCUMENT_PROMPT) or ""
     out = encoder.encode([[prompt, d] for d in items] if prompt else items, **encode_kwargs)
     return out[0] if single else out
 

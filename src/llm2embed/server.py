@@ -13,12 +13,15 @@ Endpoints:
 ``GET /health``              status, dimension, verified attention mode, batching statistics (no key)
 ===========================  ========================================================================
 
-Embeddings are L2-normalised, as OpenAI's are. Concurrent requests are merged into one model call: a
-request waits at most ``max_wait_ms`` for company, and requests that arrive while the model is busy go into
-the next call together (up to ``max_batch_size`` texts), so throughput under load approaches offline
-``Encoder.encode``. Errors use OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``: malformed
-JSON or wrong types → 400, wrong or missing key (when an API key is set) → 401, unknown model → 404,
-too many inputs, characters or bytes → 413.
+Embeddings are L2-normalised, as OpenAI's are. Concurrent requests are merged into one model call: a lone
+request waits ``quiet_ms`` (5 ms) for company; a call keeps collecting while requests keep arriving, and
+right after a call it waits for the clients just answered to come back, both at most ``max_wait_ms``
+(20 ms); requests that arrive while the model is busy go into the next call together (up to
+``max_batch_size`` texts). Inside a call, texts are cut into forward passes with the least padding
+(:func:`forward_batches`), and all torch work runs on one thread (:func:`model_thread`), so throughput under
+load approaches offline ``Encoder.encode``. Errors use OpenAI's shape
+``{"error": {"message", "type", "param", "code"}}``: malformed JSON or wrong types → 400, wrong or missing
+key (when an API key is set) → 401, unknown model → 404, too many inputs, characters or bytes → 413.
 
 Run it::
 
@@ -71,7 +74,9 @@ __all__ = [
     "add_serve_arguments",
     "create_app",
     "default_model_name",
+    "forward_batches",
     "main",
+    "model_thread",
     "serve_from_args",
     "serve_main",
 ]
@@ -100,8 +105,14 @@ class ServeOptions:
     max_body_bytes: int = field(default=8 * 1024 * 1024, metadata={"help": "largest request body (413 beyond)"})
     max_batch_size: int = field(default=256, metadata={
         "help": "most texts merged into one model call (a larger single request runs alone)"})
-    max_wait_ms: float = field(default=5.0, metadata={"help": "longest a request waits for others to batch with"})
-    encode_batch_size: int = field(default=32, metadata={"help": "texts per forward pass inside a model call"})
+    max_wait_ms: float = field(default=20.0, metadata={
+        "help": "longest a model call waits for more requests (while they keep arriving, or for the "
+                "clients the previous call answered)"})
+    quiet_ms: float = field(default=5.0, metadata={
+        "help": "a model call starts once no request has arrived for this long (a lone request waits this)"})
+    encode_batch_size: int = field(default=32, metadata={"help": "most texts in one forward pass"})
+    encode_batch_tokens: int = field(default=512, metadata={
+        "help": "most padded tokens (texts x longest) in one forward pass; raise it on a GPU"})
     log_level: str = field(default="info", metadata={"help": "uvicorn log level (warning: no access log)"})
 
 
@@ -126,6 +137,16 @@ def _json_response(payload: Any, status: int = 200, headers: dict[str, str] | No
 
 
 # ---------------------------------------------------------------------------------------------- batching
+def model_thread() -> ThreadPoolExecutor:
+    """The one thread that should run all of a server's torch work: loading, the probe and every model call.
+
+    Running torch from a second thread (say, the model loaded on the main thread, then encoding on a worker)
+    leaves two OpenMP thread pools competing: on the project's 2-core CPU that costs about 12 % of encoding
+    throughput for the rest of the process (1.99 -> 1.73 busy cores, measured).
+    """
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="llm2embed-model")
+
+
 @dataclass
 class _Job:
     items: list[tuple[str, str]]          # (prompt, text)
@@ -137,26 +158,32 @@ class DynamicBatcher:
 
     ``encode_fn(items) -> (embeddings, token_counts)`` gets ``(prompt, text)`` pairs. A call takes every
     waiting request up to ``max_batch_size`` texts (always at least one request); when fewer are waiting,
-    it waits up to ``max_wait_ms`` for more. Requests cancelled while waiting (client gone) are skipped.
+    it waits for more while they keep coming: until none has arrived for ``quiet_ms`` or ``max_wait_ms`` have
+    passed. Requests cancelled while waiting (client gone) are skipped. ``encode_fn`` runs on ``executor``
+    (one thread; default: a new :func:`model_thread`).
 
-    >>> batcher = DynamicBatcher(encode_fn, max_batch_size=256, max_wait_ms=5)   # doctest: +SKIP
+    >>> batcher = DynamicBatcher(encode_fn, max_batch_size=256, max_wait_ms=10)  # doctest: +SKIP
     >>> emb, tokens = await batcher.submit([("", "hello")])                      # doctest: +SKIP
     """
 
-    def __init__(self, encode_fn, max_batch_size: int = 256, max_wait_ms: float = 5.0):
+    def __init__(self, encode_fn, max_batch_size: int = 256, max_wait_ms: float = 20.0,
+                 quiet_ms: float | None = 5.0, executor: ThreadPoolExecutor | None = None):
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
-        if max_wait_ms < 0:
-            raise ValueError(f"max_wait_ms must be >= 0, got {max_wait_ms}")
+        if max_wait_ms < 0 or (quiet_ms is not None and quiet_ms < 0):
+            raise ValueError(f"max_wait_ms and quiet_ms must be >= 0, got {max_wait_ms} and {quiet_ms}")
         self.encode_fn = encode_fn
         self.max_batch_size = int(max_batch_size)
         self.max_wait = float(max_wait_ms) / 1000.0
+        self.quiet = self.max_wait if quiet_ms is None else float(quiet_ms) / 1000.0
         self._pending: collections.deque[_Job] = collections.deque()
         self._pending_texts = 0
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        self._executor = executor
+        self._owns_executor = executor is None
         self.stats = {"requests": 0, "texts": 0, "batches": 0, "largest_batch": 0, "encode_seconds": 0.0}
+        self.recent_batches: collections.deque[int] = collections.deque(maxlen=32)  # texts per model call
 
     @property
     def pending_texts(self) -> int:
@@ -164,7 +191,8 @@ class DynamicBatcher:
 
     def start(self) -> None:
         self._wakeup = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llm2embed-encode")
+        if self._executor is None:
+            self._executor = model_thread()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="llm2embed-batcher")
 
     async def stop(self) -> None:
@@ -178,8 +206,9 @@ class DynamicBatcher:
             job = self._pending.popleft()
             if not job.future.done():
                 job.future.set_exception(APIError(503, "the server is shutting down", "server_error"))
-        if self._executor is not None:
+        if self._executor is not None and self._owns_executor:
             self._executor.shutdown(wait=True)
+            self._executor = None
 
     async def submit(self, items: list[tuple[str, str]]) -> tuple[np.ndarray, list[int]]:
         """Queue ``(prompt, text)`` pairs; return their embeddings and token counts."""
@@ -206,13 +235,16 @@ class DynamicBatcher:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        answered_at = float("-inf")  # clients answered by a call tend to come back at once: wait for them
         while True:
             while not self._pending:
                 self._wakeup.clear()
                 await self._wakeup.wait()
             deadline = loop.time() + self.max_wait
+            gap = self.max_wait if loop.time() - answered_at < self.max_wait else self.quiet
             while self._pending_texts < self.max_batch_size:
-                remaining = deadline - loop.time()
+                remaining = min(deadline - loop.time(), gap)
+                gap = self.quiet
                 if remaining <= 0:
                     break
                 self._wakeup.clear()
@@ -227,6 +259,11 @@ class DynamicBatcher:
             start = time.perf_counter()
             try:
                 embeddings, tokens = await loop.run_in_executor(self._executor, self.encode_fn, items)
+            except asyncio.CancelledError:  # stopping: no request is left waiting forever
+                for job in jobs:
+                    if not job.future.done():
+                        job.future.set_exception(APIError(503, "the server is shutting down", "server_error"))
+                raise
             except Exception as exc:  # answer the requests; keep serving
                 logger.exception("encoding a batch of %d texts failed", len(items))
                 for job in jobs:
@@ -238,12 +275,54 @@ class DynamicBatcher:
             self.stats["requests"] += len(jobs)
             self.stats["texts"] += len(items)
             self.stats["largest_batch"] = max(self.stats["largest_batch"], len(items))
+            self.recent_batches.append(len(items))
             offset = 0
             for job in jobs:
                 n = len(job.items)
                 if not job.future.done():
                     job.future.set_result((embeddings[offset:offset + n], tokens[offset:offset + n]))
                 offset += n
+            answered_at = loop.time()
+
+
+FORWARD_OVERHEAD_TOKENS = 64  # the fixed cost of one forward pass in padded tokens (tuned on a 2-core CPU)
+
+
+def forward_batches(items: list[tuple[str, str]], lengths: list[int], max_texts: int, max_tokens: int,
+                    overhead: int = FORWARD_OVERHEAD_TOKENS) -> list[list[int]]:
+    """Split one model call into forward passes (lists of indices into ``items``) with the least padding.
+
+    One prompt per pass; within a prompt the texts are sorted longest first and cut into runs of at most
+    ``max_texts`` texts and ``max_tokens`` padded tokens (texts x longest; a longer single text runs alone),
+    choosing the cuts that minimise padded tokens + ``overhead`` per pass (dynamic programming over the
+    sorted lengths). A merged call mixes requests of all lengths; fixed-size batches would pad many short
+    texts to the length of a few long ones.
+
+    >>> forward_batches([("", "t")] * 5, [40, 10, 12, 11, 39], max_texts=32, max_tokens=512, overhead=8)
+    [[0, 4], [2, 3, 1]]
+    """
+    by_prompt: dict[str, list[int]] = {}
+    for i in sorted(range(len(items)), key=lambda i: -lengths[i]):
+        by_prompt.setdefault(items[i][0], []).append(i)
+    batches: list[list[int]] = []
+    for order in by_prompt.values():
+        sizes = [lengths[i] for i in order]
+        n = len(order)
+        best = [0.0] + [float("inf")] * n      # best[j]: least cost of the first j texts
+        cut = [0] * (n + 1)
+        for j in range(1, n + 1):
+            for i in range(max(0, j - max_texts), j):  # a pass of texts i..j-1, padded to sizes[i]
+                if j - i > 1 and sizes[i] * (j - i) > max_tokens:
+                    continue
+                cost = best[i] + sizes[i] * (j - i) + overhead
+                if cost < best[j]:
+                    best[j], cut[j] = cost, i
+        runs, j = [], n
+        while j > 0:
+            runs.append(order[cut[j]:j])
+            j = cut[j]
+        batches.extend(reversed(runs))
+    return batches
 
 
 # ---------------------------------------------------------------------------------------------- request parsing
@@ -303,8 +382,10 @@ def _encode_vector(vector: np.ndarray, encoding_format: str):
 def default_model_name(model: str | os.PathLike) -> str:
     """The id a model is served under: a folder's or file's name without suffix, else the spec itself.
 
-    >>> default_model_name("out/my-encoder/"), default_model_name("smollm2-135m")
-    ('my-encoder', 'smollm2-135m')
+    >>> default_model_name("smollm2-135m"), default_model_name("HuggingFaceTB/SmolLM2-135M")
+    ('smollm2-135m', 'HuggingFaceTB/SmolLM2-135M')
+    >>> default_model_name("out/my-encoder/")   # an existing folder  # doctest: +SKIP
+    'my-encoder'
     """
     spec = os.fspath(model).rstrip("/\\")
     path = Path(spec)
@@ -315,11 +396,13 @@ def default_model_name(model: str | os.PathLike) -> str:
 
 # ---------------------------------------------------------------------------------------------- the app
 def create_app(encoder, model_name: str | None = None, options: ServeOptions | None = None,
-               aliases: tuple[str, ...] = ()):
+               aliases: tuple[str, ...] = (), executor: ThreadPoolExecutor | None = None):
     """The FastAPI app serving ``encoder`` (an :class:`llm2embed.Encoder`) under ``model_name``.
 
     ``options`` supplies the API key, limits and batching settings (host and port are not used here);
     ``aliases`` are further accepted ``model`` values (e.g. the path given on the command line).
+    ``executor``: the :func:`model_thread` the encoder was loaded on, so that all torch work stays on one
+    thread (default: a thread of the app's own).
 
     >>> app = create_app(Encoder.from_pretrained("out/my-encoder"), "my-encoder")   # doctest: +SKIP
     >>> uvicorn.run(app, host="127.0.0.1", port=8080)                               # doctest: +SKIP
@@ -336,7 +419,7 @@ def create_app(encoder, model_name: str | None = None, options: ServeOptions | N
     options = options or ServeOptions()
     model_name = model_name or default_model_name(getattr(encoder, "base", None) or "llm2embed")
     accepted = {model_name, *aliases}
-    api_key = options.api_key
+    api_key = options.api_key or None
     dimension = encoder.embedding_dimension
     max_length = encoder.max_length
     tokenizer = encoder.tokenizer
@@ -344,17 +427,21 @@ def create_app(encoder, model_name: str | None = None, options: ServeOptions | N
     if options.query_instruction is not None:
         from .encoder import format_instruction
         query_prompt = format_instruction(options.query_instruction)
-    attention = "bidirectional" if encoder.probe() else "causal"
+    probed = executor.submit(encoder.probe).result() if executor is not None else encoder.probe()
+    attention = "bidirectional" if probed else "causal"
     created = int(time.time())
 
     def encode_fn(items: list[tuple[str, str]]) -> tuple[np.ndarray, list[int]]:
-        inputs = [[prompt, text] if prompt else text for prompt, text in items]
-        embeddings = encoder.encode(inputs, batch_size=options.encode_batch_size, convert_to_numpy=True,
-                                    normalize_embeddings=True, show_progress_bar=False)
         ids = tokenizer([prompt + text for prompt, text in items], add_special_tokens=True)["input_ids"]
-        return np.asarray(embeddings, dtype=np.float32), [min(len(x), max_length) for x in ids]
+        lengths = [max(1, min(len(x), max_length)) for x in ids]
+        out = np.empty((len(items), dimension), dtype=np.float32)
+        for group in forward_batches(items, lengths, options.encode_batch_size, options.encode_batch_tokens):
+            inputs = [[items[i][0], items[i][1]] if items[i][0] else items[i][1] for i in group]
+            out[group] = encoder.encode(inputs, batch_size=len(group), convert_to_numpy=True,
+                                        normalize_embeddings=True, show_progress_bar=False)
+        return out, lengths
 
-    batcher = DynamicBatcher(encode_fn, options.max_batch_size, options.max_wait_ms)
+    batcher = DynamicBatcher(encode_fn, options.max_batch_size, options.max_wait_ms, options.quiet_ms, executor)
 
     @asynccontextmanager
     async def lifespan(app):
@@ -379,12 +466,6 @@ def create_app(encoder, model_name: str | None = None, options: ServeOptions | N
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
         return _json_response(APIError(exc.status_code, str(exc.detail), code=code).body(), exc.status_code)
 
-    @app.exception_handler(Exception)
-    async def _internal_error(request, exc):
-        logger.error("unexpected error: %r", exc)
-        return _json_response(APIError(500, f"internal error: {type(exc).__name__}: {exc}", "server_error").body(),
-                              500)
-
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request, exc):
         return _json_response(APIError(400, str(exc)).body(), 400)
@@ -407,6 +488,8 @@ def create_app(encoder, model_name: str | None = None, options: ServeOptions | N
         stats = dict(batcher.stats)
         stats["mean_batch"] = round(stats["texts"] / stats["batches"], 2) if stats["batches"] else 0.0
         stats["encode_seconds"] = round(stats["encode_seconds"], 3)
+        stats["process_cpu_seconds"] = round(time.process_time(), 3)
+        stats["recent_batches"] = list(batcher.recent_batches)
         return _json_response({"status": "ok", "model": model_name, "dimension": dimension,
                                "attention": attention, "max_length": max_length,
                                "pending_texts": batcher.pending_texts, "stats": stats})
@@ -456,7 +539,12 @@ def create_app(encoder, model_name: str | None = None, options: ServeOptions | N
         texts = _parse_inputs(payload.get("input"), options)
         prompt = query_prompt if INPUT_TYPES[input_type] == "query" else ""
 
-        vectors, tokens = await batcher.submit([(prompt, t) for t in texts])
+        try:
+            vectors, tokens = await batcher.submit([(prompt, t) for t in texts])
+        except APIError:
+            raise
+        except Exception as exc:  # the model failed on this batch: answer in OpenAI's shape, keep serving
+            raise APIError(500, f"encoding failed: {type(exc).__name__}: {exc}", "server_error") from None
         if dimensions is not None and dimensions < dimension:
             vectors = vectors[:, :dimensions]
             norms = np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -542,8 +630,9 @@ def serve_main(model: str | os.PathLike, host: str = "127.0.0.1", port: int = 80
 
     ``options`` are the other :class:`ServeOptions` fields (``served_model_name``, ``query_instruction``,
     ``dtype``, ``device``, ``max_inputs``, ``max_total_chars``, ``max_body_bytes``, ``max_batch_size``,
-    ``max_wait_ms``, ``encode_batch_size``, ``log_level``). ``api_key=None`` falls back to
-    ``$LLM2EMBED_API_KEY``.
+    ``max_wait_ms``, ``quiet_ms``, ``encode_batch_size``, ``encode_batch_tokens``, ``log_level``); an
+    unknown name is a ``TypeError``. ``api_key=None`` falls back to ``$LLM2EMBED_API_KEY``. The model is
+    loaded, probed and run on one thread (:func:`model_thread`).
 
     >>> serve_main("out/my-encoder", port=8080, api_key="secret")   # doctest: +SKIP
     """
@@ -554,19 +643,23 @@ def serve_main(model: str | os.PathLike, host: str = "127.0.0.1", port: int = 80
     unknown = set(options) - {f.name for f in fields(ServeOptions)}
     if unknown:
         raise TypeError(f"unknown serve option(s): {', '.join(sorted(unknown))}")
-    api_key = api_key if api_key is not None else (os.environ.get(API_KEY_ENV) or None)
+    api_key = api_key or os.environ.get(API_KEY_ENV) or None
     opts = ServeOptions(host=host, port=port, api_key=api_key, **options)
     if not _is_loopback(host) and api_key is None:
         logger.warning("serving on %s without an API key: anyone who can reach this address can use it", host)
     load_kwargs: dict[str, Any] = {}
     if opts.dtype:
         load_kwargs["torch_dtype"] = opts.dtype
-    encoder = Encoder.from_pretrained(model, device=opts.device, **load_kwargs)
-    name = opts.served_model_name or default_model_name(model)
-    app = create_app(encoder, name, opts, aliases=(os.fspath(model),))
-    logger.warning("serving %s as '%s' on http://%s:%d/v1 (%s attention)", model, name, host, port,
-                   "bidirectional" if encoder.bidirectional else "causal")
-    uvicorn.run(app, host=host, port=port, log_level=opts.log_level)
+    executor = model_thread()  # loading, the probe and every model call run on this one thread
+    try:
+        encoder = executor.submit(Encoder.from_pretrained, model, device=opts.device, **load_kwargs).result()
+        name = opts.served_model_name or default_model_name(model)
+        app = create_app(encoder, name, opts, aliases=(os.fspath(model),), executor=executor)
+        logger.warning("serving %s as '%s' on http://%s:%d/v1 (%s attention)", model, name, host, port,
+                       "bidirectional" if encoder.bidirectional else "causal")
+        uvicorn.run(app, host=host, port=port, log_level=opts.log_level)
+    finally:
+        executor.shutdown(wait=True)
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -580,7 +673,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         kind = {"int": int, "float": float}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
         parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind, default=f.default,
                             help=f.metadata["help"] + (f" (default {f.default})" if f.default is not None
-                                                       and f.name not in ("host", "port") else ""))
+                                                       and f.name != "host" else ""))
     return parser
 
 
