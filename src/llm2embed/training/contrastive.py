@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -211,9 +210,7 @@ def train_contrastive(config: dict[str, Any] | str | os.PathLike, mode: str = "s
     """
     from sentence_transformers import SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers, MultiDatasetBatchSamplers
-    from transformers import set_seed
-
-    from .mntp import _stop_callback, last_complete_checkpoint
+    from .runs import prepare_run, stop_after_n_steps
 
     if mode not in ("simcse", "supervised"):
         raise ValueError(f"mode must be 'simcse' or 'supervised', got {mode!r}")
@@ -223,13 +220,7 @@ def train_contrastive(config: dict[str, Any] | str | os.PathLike, mode: str = "s
     parsed = parse_config(config, [ModelArguments, ContrastiveArguments], overrides, defaults=defaults,
                           training_class=SentenceTransformerTrainingArguments)
     model_args, args, targs = parsed.model, parsed.contrastive, parsed.training
-    if targs.gradient_checkpointing and not targs.gradient_checkpointing_kwargs:
-        targs.gradient_checkpointing_kwargs = {"use_reentrant": False}
-    set_seed(targs.seed)
-    output_dir = Path(targs.output_dir)
-    if fresh and output_dir.exists():
-        for checkpoint in output_dir.glob("checkpoint-*"):
-            shutil.rmtree(checkpoint)
+    output_dir, resume = prepare_run(targs, fresh)
 
     datasets = load_pairs(args, mode, seed=targs.seed)
     sources = list(datasets)
@@ -242,10 +233,7 @@ def train_contrastive(config: dict[str, Any] | str | os.PathLike, mode: str = "s
     train_dataset = datasets if len(datasets) > 1 else datasets[sources[0]]
     trainer = _trainer_class()(
         model=encoder.st_model, args=targs, train_dataset=train_dataset, loss=_loss(encoder, args),
-        callbacks=[_stop_callback(args.stop_after_n_steps), *(callbacks or [])])
-    resume = None if fresh else last_complete_checkpoint(output_dir)
-    if resume:
-        logger.warning("resuming from %s", resume)
+        callbacks=[stop_after_n_steps(args.stop_after_n_steps), *(callbacks or [])])
     result = trainer.train(resume_from_checkpoint=resume)
     metrics = dict(result.metrics)
     if trainer.is_world_process_zero():

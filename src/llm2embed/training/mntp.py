@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from .lora import add_lora
+from .runs import prepare_run, stop_after_n_steps
 from .config import DataArguments, MNTPArguments, ModelArguments, choose_attn_implementation, parse_config
 
 logger = logging.getLogger(__name__)
@@ -277,34 +278,6 @@ def _masked_accuracy(eval_pred) -> dict[str, float]:
     return {"accuracy": float(stats[:, 0].sum() / max(stats[:, 1].sum(), 1))}
 
 
-def _stop_callback(n_steps: int):
-    from transformers import TrainerCallback
-
-    class StopAfterNSteps(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step >= n_steps:
-                control.should_training_stop = True
-                control.should_save = True  # a checkpoint at the stopping step, for exact resumption
-
-    return StopAfterNSteps()
-
-
-REQUIRED_CHECKPOINT_FILES = ("trainer_state.json", "adapter_model.safetensors")
-
-
-def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
-    """The newest ``checkpoint-N`` folder that was written completely (a kill mid-save leaves it partial)."""
-    folder = Path(output_dir)
-    if not folder.is_dir():
-        return None
-    found = []
-    for child in folder.iterdir():
-        step = child.name.removeprefix("checkpoint-")
-        if child.is_dir() and step.isdigit() and all((child / f).is_file() for f in REQUIRED_CHECKPOINT_FILES):
-            found.append((int(step), child))
-    return str(max(found)[1]) if found else None
-
-
 def _save_outputs(output_dir: Path, peft_decoder, tokenizer, metadata: dict[str, Any]) -> None:
     """Write the adapter, tokenizer and metadata into ``output_dir`` file by file via rename (metadata last)."""
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -327,19 +300,11 @@ def train_mntp(config: dict[str, Any] | str | os.PathLike, overrides: dict[str, 
     Resumes from the last complete checkpoint in ``output_dir`` unless ``fresh``. Writes the LoRA adapter,
     the tokenizer and ``llm2embed_mntp.json`` to ``output_dir`` (``merge: true`` also writes ``merged/``).
     """
-    from transformers import set_seed
-
     from .corpora import load_texts, tokenize_blocks
 
     parsed = parse_config(config, [ModelArguments, DataArguments, MNTPArguments], overrides)
     model_args, data_args, mntp_args, args = parsed.model, parsed.data, parsed.mntp, parsed.training
-    if args.gradient_checkpointing and not args.gradient_checkpointing_kwargs:
-        args.gradient_checkpointing_kwargs = {"use_reentrant": False}
-    set_seed(args.seed)
-    output_dir = Path(args.output_dir)
-    if fresh and output_dir.exists():
-        for checkpoint in output_dir.glob("checkpoint-*"):
-            shutil.rmtree(checkpoint)
+    output_dir, resume = prepare_run(args, fresh)
 
     peft_decoder, causal_lm, tokenizer, mask_id = load_mntp_model(model_args, mntp_args, seed=args.seed)
     max_len = data_args.max_seq_length or min(512, tokenizer.model_max_length)
@@ -364,14 +329,11 @@ def train_mntp(config: dict[str, Any] | str | os.PathLike, overrides: dict[str, 
         model=peft_decoder, args=args, train_dataset=train_ds,
         eval_dataset=eval_ds if args.do_eval or args.eval_strategy != "no" else None,
         data_collator=collator, compute_metrics=_masked_accuracy,
-        callbacks=[_stop_callback(mntp_args.stop_after_n_steps), *(callbacks or [])],
+        callbacks=[stop_after_n_steps(mntp_args.stop_after_n_steps), *(callbacks or [])],
         lm_head=causal_lm.get_output_embeddings(), lm_config=causal_lm.config)
     trainer.lm_head.to(args.device)
 
     metrics: dict[str, Any] = {}
-    resume = None if fresh else last_complete_checkpoint(output_dir)
-    if resume:
-        logger.warning("resuming from %s", resume)
     result = trainer.train(resume_from_checkpoint=resume)
     metrics.update(result.metrics)
     if (args.do_eval or args.eval_strategy != "no") and len(eval_ds):
