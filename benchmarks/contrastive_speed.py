@@ -1,6 +1,10 @@
 """SimCSE training speed on the embedded default model (CPU, fp32).
 
     python benchmarks/contrastive_speed.py [--steps 20] [--warmup 3] [--mntp-adapter DIR] [--mini-batch-size 8]
+                                           [--group-by-length] [--bf16]
+
+``--group-by-length`` (batches of similar-length sentences: same data, less padding) and ``--bf16`` (bfloat16
+autocast, fp32 master weights) are not part of the reference settings; the default pipeline uses both.
 
 Settings of the reference run: SmolLM2-135M (embedded default; optionally with an MNTP adapter merged),
 batch 32 sentences, max_seq_length 64, LoRA r 16, fp32, simcse_dropout 0.3, loss_scale 20, lr 3e-5, SDPA,
@@ -32,6 +36,8 @@ def main() -> None:
     parser.add_argument("--mntp-adapter", default=None, help="MNTP adapter merged before SimCSE")
     parser.add_argument("--mini-batch-size", type=int, default=8,
                         help="GradCache mini-batch (same loss and gradients; 0: plain in-batch loss)")
+    parser.add_argument("--group-by-length", action="store_true", help="length-grouped batches")
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (not the reference setting)")
     args = parser.parse_args()
     batch = 32
     times: dict[int, float] = {}
@@ -54,7 +60,8 @@ def main() -> None:
             "lora_r": 16, "simcse_dropout": 0.3, "loss_scale": 20, "learning_rate": 3e-5, "seed": 42,
             "stop_after_n_steps": total, "max_steps": 1000, "logging_steps": 1, "save_strategy": "no",
             "use_cpu": True, "disable_tqdm": True, "torch_dtype": "float32",
-            "mini_batch_size": args.mini_batch_size or None,
+            "mini_batch_size": args.mini_batch_size or None, "bf16": args.bf16,
+            "train_sampling_strategy": "group_by_length" if args.group_by_length else "random",
         }, mode="simcse", fresh=True, callbacks=[Timer()])
     per_step = (times[total] - times[args.warmup]) / args.steps
     pairs_per_s = batch / per_step

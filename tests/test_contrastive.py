@@ -129,7 +129,7 @@ def test_simcse_trains_saves_and_resumes(llama_folder, tmp_path):
     config = {"model_name_or_path": llama_folder, "dataset_name": "Wiki1M", "dataset_file_path": str(sentences),
               "output_dir": str(tmp_path / "out"), "per_device_train_batch_size": 16, "stop_after_n_steps": 8,
               "learning_rate": 1e-3, "loss_scale": 20, "simcse_dropout": 0.3, "save_steps": 4, "logging_steps": 2,
-              "use_cpu": True, "lora_r": 4, "max_seq_length": 32, "disable_tqdm": True}
+              "use_cpu": True, "lora_r": 4, "max_seq_length": 32, "disable_tqdm": True, "group_by_length": True}
 
     class Crash(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
@@ -138,14 +138,16 @@ def test_simcse_trains_saves_and_resumes(llama_folder, tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         train_contrastive(config, mode="simcse", callbacks=[Crash()])
-    steps_run = []
+    steps_run, samplers = [], set()
 
     class Count(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
             steps_run.append(state.global_step)
+            samplers.add(type(kwargs["train_dataloader"].batch_sampler).__name__)
 
     train_contrastive(config, mode="simcse", callbacks=[Count()])
     assert steps_run == [5, 6, 7, 8]  # resumed from checkpoint-4
+    assert samplers == {"LengthGroupedBatchSampler"}  # group_by_length: true
     meta = json.loads((tmp_path / "out/llm2embed_contrastive.json").read_text())
     assert meta["global_step"] == 8 and [s for s, _ in meta["losses"]] == [2, 4, 6, 8]
     losses = [loss for _, loss in meta["losses"]]

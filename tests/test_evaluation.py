@@ -6,6 +6,7 @@ import hashlib
 import json
 import math
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -304,6 +305,21 @@ def test_model_specs(tmp_path, llama_folder):
     with pytest.raises(FileNotFoundError):
         parse_model_spec("./no/such/model")
     assert parse_model_spec("smollm2-135m").fingerprint(512) != parse_model_spec("smollm2-135m:causal").fingerprint(512)
+    s = parse_model_spec(f"{llama_folder}:causal:bfloat16")
+    assert (s.bidirectional, s.dtype, s.source) == (False, "bfloat16", str(Path(llama_folder).resolve()))
+    assert s.fingerprint(512) != parse_model_spec(f"{llama_folder}:causal").fingerprint(512)
+
+
+def test_reduced_precision_spec_loads_in_that_dtype(llama_folder):
+    """`<spec>:bfloat16` scores the same model in bfloat16: close to, not equal to, float32."""
+    from llm2embed.evaluation.models import load_model
+
+    full, half = load_model(llama_folder), load_model(f"{llama_folder}:bfloat16")
+    assert half.info()["dtype"] == "bfloat16" and full.info()["dtype"] == "float32"
+    texts = ["a tiny test sentence", "another one, a little longer than the first"]
+    a, b = full.encode(texts, convert_to_numpy=True), half.encode(texts, convert_to_numpy=True)
+    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert not np.array_equal(a, b) and cos.min() > 0.95
 
 
 def test_minilm_spec():
@@ -313,6 +329,8 @@ def test_minilm_spec():
     assert s.kind == "sentence-transformers" and not s.uses_instructions
     with pytest.raises(ValueError, match="causal"):
         parse_model_spec("minilm:causal")
+    with pytest.raises(ValueError, match="bfloat16"):
+        parse_model_spec("minilm:bfloat16")
 
 
 # ------------------------------------------------------------------ report and runner

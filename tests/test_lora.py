@@ -32,6 +32,25 @@ def test_fused_dropout_gradients_match_plain_autograd():
     assert torch.allclose(out, ref, atol=1e-6) and torch.allclose(gx, rx, atol=1e-5) and torch.allclose(gw, rw, atol=1e-5)
 
 
+def test_fused_dropout_under_bfloat16_autocast_matches_plain_autograd():
+    """Training with ``bf16: true`` on CPU runs the fused dropout under autocast: same maths as plain autograd."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 7, 16, requires_grad=True)
+    w = torch.randn(4, 16, requires_grad=True)
+    mask = keep_mask(x.shape, 0.3)
+    grad = torch.randn(2, 7, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = _DropoutMatmul.apply(x, w, mask, 1 / 0.7)
+        x2, w2 = x.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
+        ref = torch.nn.functional.linear(x2 * mask / 0.7, w2)
+    gx, gw = torch.autograd.grad(out, (x, w), grad.to(out.dtype))
+    rx, rw = torch.autograd.grad(ref, (x2, w2), grad.to(ref.dtype))
+    assert out.dtype == ref.dtype == torch.bfloat16
+    assert (gx.dtype, gw.dtype) == (torch.float32, torch.float32)
+    assert torch.allclose(out.float(), ref.float(), rtol=2e-2, atol=2e-2)
+    assert torch.allclose(gx, rx, rtol=2e-2, atol=5e-2) and torch.allclose(gw, rw, rtol=2e-2, atol=5e-2)
+
+
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])
 def test_fused_lora_matches_peft(arch):
     from peft import get_peft_model_state_dict

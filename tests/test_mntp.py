@@ -173,6 +173,14 @@ def test_loss_goes_down(llama_folder, corpus, tmp_path):
     assert 0.0 < metrics["eval_accuracy"] <= 1.0
 
 
+def test_bfloat16_autocast_training(llama_folder, corpus, tmp_path):
+    """``bf16: true`` on CPU (autocast, fp32 master weights) trains the fused-dropout LoRA and the loss drops."""
+    train_mntp(tiny_config(llama_folder, corpus, tmp_path / "out", bf16=True, save_strategy="no"))
+    history = json.loads((tmp_path / "out/llm2embed_mntp.json").read_text())
+    losses = [loss for _, loss in history["losses"]]
+    assert history["global_step"] == 30 and losses[-1] < losses[0] - 0.3, losses
+
+
 class Crash(Exception):
     pass
 
@@ -234,6 +242,8 @@ def test_config_keys_aliases_and_errors(tmp_path):
     messages = " ".join(str(w.message) for w in caught)
     assert "eval_strategy" in messages and "overwrite_output_dir" in messages and "--fresh" in messages
     assert parsed.training.eval_strategy == "steps"
+    parsed = parse_config({"output_dir": str(tmp_path), "group_by_length": True}, classes)  # transformers 4 key
+    assert parsed.training.train_sampling_strategy == "group_by_length"
     (tmp_path / "c.yaml").write_text("output_dir: out\nlora_r: 4\nmlm_probability: 0.3\n")
     parsed = parse_config(str(tmp_path / "c.yaml"), classes, overrides=parse_overrides(
         ["--lora_r", "32", "--learning_rate=1e-4", "--gradient_checkpointing", "--max_train_samples", "none"],

@@ -25,7 +25,8 @@ def tiny_pipeline(tmp_path, llama_folder):
     config["mntp"] = {"train_file": str(corpus), "max_seq_length": 16, "per_device_train_batch_size": 4, **common}
     config["simcse"] = {"dataset_file_path": str(corpus), "max_seq_length": 16, "per_device_train_batch_size": 8,
                         **common}
-    config["evaluation"] = {"stage_tasks": [f"sts:{sts}"], "final_tasks": [f"sts:{sts}"], "baselines": []}
+    config["evaluation"] = {"stage_tasks": [f"sts:{sts}"], "final_tasks": [f"sts:{sts}"], "baselines": [],
+                            "reduced_precision": "bfloat16"}
     return config
 
 
@@ -37,6 +38,13 @@ def test_end_to_end_skip_and_invalidate(tiny_pipeline, tmp_path):
     assert (run / "mntp/encoder/modules.json").is_file() and (run / "simcse/encoder/modules.json").is_file()
     assert (run / "report/report.md").is_file() and (run / "report/results.json").is_file()
     assert (run / "report/report.png").is_file()
+    stage_models = json.loads((run / "report/results.json").read_text())["models"]
+    assert set(stage_models) == {str(run / "simcse/encoder"), str(run / "mntp/encoder"),
+                                 f"{run / 'simcse/encoder'}:bfloat16"}
+    gap = summary["evaluation"]["reduced_precision"]
+    task = next(iter(gap))
+    assert gap[task]["float32"] == stage_models[str(run / "simcse/encoder")]["scores"][task]["spearman"]
+    assert gap[task]["difference"] == pytest.approx(gap[task]["bfloat16"] - gap[task]["float32"])
 
     messages.clear()
     run_pipeline(tiny_pipeline, echo=messages.append)
@@ -53,6 +61,28 @@ def test_end_to_end_skip_and_invalidate(tiny_pipeline, tmp_path):
     messages.clear()
     run_pipeline(changed, echo=messages.append, evaluate=False)
     assert any("mntp: running" in m for m in messages) and any("simcse: running" in m for m in messages)
+
+
+def test_data_parallel_stages_under_torchrun(tiny_pipeline, tmp_path):
+    """``nproc=2`` trains each stage in two gloo processes; the chain and the markers are as with one."""
+    summary = run_pipeline(tiny_pipeline, evaluate=False, nproc=2, echo=lambda _m: None)
+    run = tmp_path / "run"
+    assert summary["final"] == str(run / "simcse/encoder")
+    for stage in ("mntp", "simcse"):
+        assert json.loads((run / stage / "llm2embed_stage.json").read_text())["complete"] is True
+        assert json.loads((run / stage / "stage_config.json").read_text())["output_dir"] == str(run / stage)
+    meta = json.loads((run / "simcse/llm2embed_contrastive.json").read_text())
+    assert meta["global_step"] == 3 and meta["mntp_adapter"] == str(run / "mntp")
+    assert (run / "simcse/encoder/modules.json").is_file()
+
+
+def test_accelerator_defaults_only_on_cuda_and_never_over_the_config():
+    from llm2embed.pipeline import accelerator_defaults
+
+    assert accelerator_defaults({"learning_rate": 1e-4}, cuda=False) == {"learning_rate": 1e-4}
+    gpu = accelerator_defaults({"learning_rate": 1e-4, "gradient_checkpointing": False}, cuda=True)
+    assert gpu == {"learning_rate": 1e-4, "bf16": True, "gradient_checkpointing": False,
+                   "attn_implementation": "flash_attention_2"}
 
 
 def test_killed_run_resumes_without_redoing_finished_stages(tiny_pipeline, tmp_path, monkeypatch):

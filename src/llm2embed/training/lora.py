@@ -35,17 +35,21 @@ class _DropoutMatmul(torch.autograd.Function):
     def forward(ctx, x, weight, mask, scale):
         ctx.save_for_backward(x, weight, mask)
         ctx.scale = scale
-        return F.linear(x * mask, weight) * scale  # scaling the rank-r output is cheaper than the input
+        out = F.linear(x * mask, weight) * scale  # scaling the rank-r output is cheaper than the input
+        ctx.compute_dtype = out.dtype  # bfloat16 under autocast: backward computes in it too
+        return out
 
     @staticmethod
     def backward(ctx, grad):
         x, weight, mask = ctx.saved_tensors
-        grad = grad * ctx.scale
+        dtype = ctx.compute_dtype
+        grad = grad.to(dtype) * ctx.scale
         grad_x = grad_w = None
         if ctx.needs_input_grad[0]:
-            grad_x = (grad @ weight) * mask
+            grad_x = ((grad @ weight.to(dtype)) * mask).to(x.dtype)
         if ctx.needs_input_grad[1]:
-            grad_w = grad.reshape(-1, grad.shape[-1]).T @ (x * mask).reshape(-1, x.shape[-1])
+            dropped = (x.to(dtype) * mask).reshape(-1, x.shape[-1])
+            grad_w = (grad.reshape(-1, grad.shape[-1]).T @ dropped).to(weight.dtype)
         return grad_x, grad_w, None, None
 
 
