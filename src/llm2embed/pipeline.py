@@ -247,9 +247,9 @@ def _evaluate(config, out: Path, stages: list[str], final, key: str, echo) -> di
     reduced = ev.get("reduced_precision")
     cache = out / "report" / "embeddings"  # shared: the final report reuses the STS-B embeddings of the first
     if stage_tasks and stages:
-        earlier = [str(out / s / "encoder") for s in stages[:-1]]
-        extra = [f"{final}:{reduced}"] if reduced else []
-        results["stages"] = run_eval(str(final), tasks=stage_tasks, baselines=baselines + earlier + extra,
+        # in pipeline order, so the report's bars read left to right: baselines, each stage, reduced precision
+        models = baselines + [str(out / s / "encoder") for s in stages] + ([f"{final}:{reduced}"] if reduced else [])
+        results["stages"] = run_eval(models[0], tasks=stage_tasks, baselines=models[1:],
                                      report_dir=out / "report", cache_dir=cache, echo=echo)
         if reduced:
             results["reduced_precision"] = _precision_gap(results["stages"], str(final), f"{final}:{reduced}")
