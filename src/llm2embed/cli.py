@@ -160,9 +160,11 @@ def cmd_demo(args) -> int:
 def cmd_mntp(args) -> int:
     from .training.config import MNTPArguments, DataArguments, ModelArguments, parse_overrides
     from .training.mntp import train_mntp
+    from .training.runs import close_distributed
 
     overrides = parse_overrides(args.overrides, [ModelArguments, DataArguments, MNTPArguments])
     metrics = train_mntp(args.config, overrides=overrides, fresh=args.fresh)
+    close_distributed()
     shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()
              if k in ("train_loss", "eval_loss", "eval_accuracy", "train_runtime", "epoch")}
     print(f"MNTP done: {shown}")
@@ -181,9 +183,11 @@ def cmd_eval(args) -> int:
 def _contrastive(args, mode: str) -> int:
     from .training.config import ModelArguments, parse_overrides
     from .training.contrastive import ContrastiveArguments, train_contrastive
+    from .training.runs import close_distributed
 
     overrides = parse_overrides(args.overrides, [ModelArguments, ContrastiveArguments])
     metrics = train_contrastive(args.config, mode=mode, overrides=overrides, fresh=args.fresh)
+    close_distributed()
     shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()
              if k in ("train_loss", "train_runtime", "epoch")}
     print(f"{mode} done: {shown}")

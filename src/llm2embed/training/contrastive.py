@@ -212,7 +212,7 @@ def train_contrastive(config: dict[str, Any] | str | os.PathLike, mode: str = "s
     """
     from sentence_transformers import SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers, MultiDatasetBatchSamplers
-    from .runs import prepare_run, stop_after_n_steps
+    from .runs import prepare_run, stop_after_n_steps, wait_for_all_processes
 
     if mode not in ("simcse", "supervised"):
         raise ValueError(f"mode must be 'simcse' or 'supervised', got {mode!r}")
@@ -254,4 +254,5 @@ def train_contrastive(config: dict[str, Any] | str | os.PathLike, mode: str = "s
                 "losses": [[e["step"], e["loss"]] for e in trainer.state.log_history if "loss" in e],
                 "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))}}
         (output_dir / METADATA_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    wait_for_all_processes()
     return metrics

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from .lora import add_lora
-from .runs import prepare_run, stop_after_n_steps
+from .runs import prepare_run, stop_after_n_steps, wait_for_all_processes
 from .config import DataArguments, MNTPArguments, ModelArguments, choose_attn_implementation, parse_config
 
 logger = logging.getLogger(__name__)
@@ -358,6 +358,7 @@ def train_mntp(config: dict[str, Any] | str | os.PathLike, overrides: dict[str, 
         _save_outputs(output_dir, trainer.model, tokenizer, metadata)
         if mntp_args.merge:
             _save_merged(output_dir / "merged", trainer.model, causal_lm, tokenizer)
+    wait_for_all_processes()
     return metrics
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["REQUIRED_CHECKPOINT_FILES", "last_complete_checkpoint", "prepare_run", "stop_after_n_steps"]
+__all__ = ["REQUIRED_CHECKPOINT_FILES", "close_distributed", "last_complete_checkpoint", "prepare_run",
+           "stop_after_n_steps", "wait_for_all_processes"]
 
 REQUIRED_CHECKPOINT_FILES = ("trainer_state.json", "adapter_model.safetensors")
 
@@ -60,3 +61,21 @@ def stop_after_n_steps(n_steps: int):
                 control.should_save = True  # a checkpoint at the stopping step, for exact resumption
 
     return StopAfterNSteps()
+
+
+def wait_for_all_processes() -> None:
+    """Under torchrun, hold every process until all arrive (e.g. until rank 0 has written the result)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def close_distributed() -> None:
+    """End a torchrun process cleanly: without this, a process that exits while another still works can
+    abort in gloo's threads ("terminate called without an active exception")."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
