@@ -245,14 +245,15 @@ def _evaluate(config, out: Path, stages: list[str], final, key: str, echo) -> di
     results: dict[str, Any] = {}
     baselines = list(ev.get("baselines") or [])
     reduced = ev.get("reduced_precision")
+    reduced_name = f"{final}:{reduced}" if reduced else None
     cache = out / "report" / "embeddings"  # shared: the final report reuses the STS-B embeddings of the first
     if stage_tasks and stages:
         # in pipeline order, so the report's bars read left to right: baselines, each stage, reduced precision
-        models = baselines + [str(out / s / "encoder") for s in stages] + ([f"{final}:{reduced}"] if reduced else [])
+        models = baselines + [str(out / s / "encoder") for s in stages] + ([reduced_name] if reduced else [])
         results["stages"] = run_eval(models[0], tasks=stage_tasks, baselines=models[1:],
                                      report_dir=out / "report", cache_dir=cache, echo=echo)
         if reduced:
-            results["reduced_precision"] = _precision_gap(results["stages"], str(final), f"{final}:{reduced}")
+            results["reduced_precision"] = _precision_gap(results["stages"], str(final), reduced_name, reduced)
             gap = results["reduced_precision"]
             echo("reduced precision: " + ", ".join(f"{task} {d['float32']:.2f} -> {d[reduced]:.2f} "
                                                     f"({d['difference']:+.2f})" for task, d in gap.items()))
@@ -262,9 +263,8 @@ def _evaluate(config, out: Path, stages: list[str], final, key: str, echo) -> di
     return results
 
 
-def _precision_gap(results: dict[str, Any], full: str, reduced: str) -> dict[str, dict[str, float]]:
-    """Main score of the final encoder in float32 and in reduced precision, per task."""
-    dtype = reduced.rsplit(":", 1)[1]
+def _precision_gap(results: dict[str, Any], full: str, reduced: str, dtype: str) -> dict[str, dict[str, float]]:
+    """Main score of the final encoder in float32 and in reduced precision (model ``reduced``), per task."""
     gap = {}
     for task, info in results["tasks"].items():
         metric = info["main_metric"]

