@@ -42,22 +42,21 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trust-remote-code", action="store_true", help="allow custom model code from the Hub")
 
 
-def _load(args):
-    from .encoder import Encoder
-
+def _load_kwargs(args) -> dict:
+    """``Encoder.from_pretrained`` keyword arguments from the model options (also sent to bulk workers)."""
     kwargs = {}
     if args.dtype:
         kwargs["torch_dtype"] = args.dtype
+    if args.causal:  # otherwise the encoder's default (bidirectional, or as a saved encoder says)
+        kwargs["enable_bidirectional"] = False
     adapters = list(args.adapter)
     first = adapters[0] if adapters else None
     extra = adapters[1] if len(adapters) > 1 else None
     if len(adapters) > 2:
         raise SystemExit("error: at most two --adapter folders (base adapter, then extra adapter)")
-    return Encoder.from_pretrained(
-        args.model,
+    return dict(
         peft_model_name_or_path=first,
         extra_model_name_or_path=extra,
-        enable_bidirectional=not args.causal,
         pooling_mode=args.pooling,
         max_length=args.max_length,
         trust_remote_code=args.trust_remote_code,
@@ -66,23 +65,20 @@ def _load(args):
     )
 
 
+def _load(args):
+    from .encoder import Encoder
+
+    return Encoder.from_pretrained(args.model, **_load_kwargs(args))
+
+
 def _read_texts(path: Path, field: str) -> list[str]:
-    if not path.is_file():
-        raise SystemExit(f"error: input file {path} does not exist")
-    if path.suffix == ".jsonl":
-        texts = []
-        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise SystemExit(f"error: {path}:{lineno} is not valid JSON: {exc}") from None
-            if not isinstance(row, dict) or field not in row:
-                raise SystemExit(f"error: {path}:{lineno} has no {field!r} field (choose it with --field)")
-            texts.append(row[field])
-        return texts
-    return path.read_text(encoding="utf-8").splitlines()
+    """Every text of a .txt/.jsonl/.parquet file, folder or glob; a bad line stops with its file and line."""
+    from .bulk import InputError, read_texts
+
+    try:
+        return read_texts(path, field)
+    except InputError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 def _write_embeddings(path: Path, emb, texts: list[str]) -> None:
@@ -115,7 +111,36 @@ def cmd_convert(args) -> int:
     return 0
 
 
+def _shard_output(args) -> bool:
+    """Parquet shards (bulk path) when --engine ray or the output is a folder rather than .npy/.jsonl."""
+    out = Path(args.output)
+    if out.suffix in (".npy", ".jsonl"):
+        if args.engine == "ray":
+            raise SystemExit(f"error: --engine ray writes Parquet shards into a folder; {out} is a file name")
+        return False
+    return args.engine == "ray" or out.is_dir() or not out.suffix
+
+
+def cmd_encode_shards(args) -> int:
+    from .bulk import InputError, encode_corpus
+
+    try:
+        summary = encode_corpus(
+            args.model, args.input, args.output, engine=args.engine, address=args.address, workers=args.workers,
+            gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker, shard_rows=args.shard_rows,
+            field=args.field, instruction=args.instruction, batch_size=args.batch_size, normalize=args.normalize,
+            with_text=args.with_text, overwrite=args.overwrite, load_kwargs=_load_kwargs(args),
+            show_progress=not args.quiet)
+    except InputError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    print(f"{summary['rows']} rows in {summary['shards']} Parquet shards in {summary['output']} "
+          f"({summary['written']} written, {summary['skipped']} already complete; {summary['seconds']:.1f} s)")
+    return 0
+
+
 def cmd_encode(args) -> int:
+    if _shard_output(args):
+        return cmd_encode_shards(args)
     texts = _read_texts(Path(args.input), args.field)
     encoder = _load(args)
     if args.instruction:
@@ -231,11 +256,25 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(p)
     p.set_defaults(func=cmd_convert)
 
-    p = sub.add_parser("encode", help="embed a file of texts", description="Embed the lines of a .txt file or a "
-                       "field of a .jsonl file and write a .npy matrix or .jsonl rows.")
+    p = sub.add_parser("encode", help="embed a file of texts", description="Embed the lines of a .txt file, a "
+                       "field of a .jsonl file or a column of a .parquet file (or a folder or glob of them) and write "
+                       "a .npy matrix or .jsonl rows, or, when --output is a folder, resumable Parquet shards "
+                       "(row id, text hash, embedding), in this process or on a Ray cluster (--engine ray).",
+                       epilog="example: llm2embed encode out/my-encoder --input 'corpus/*.jsonl' --output out/emb "
+                              "--engine ray --address auto --workers 8 --gpus-per-worker 1")
     p.add_argument("model", metavar="MODEL")
-    p.add_argument("--input", required=True, help=".txt (one text per line) or .jsonl")
-    p.add_argument("--output", required=True, help=".npy or .jsonl")
+    p.add_argument("--input", required=True, help=".txt (one text per line), .jsonl or .parquet; a folder or a glob")
+    p.add_argument("--output", required=True, help=".npy or .jsonl file, or a folder for Parquet shards")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local: this process (default); ray: a Ray Data actor pool, shards into the --output folder")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS or a local cluster)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="Ray workers, each loading the model once (default: cluster GPUs or CPUs per worker)")
+    p.add_argument("--gpus-per-worker", type=float, default=0, help="GPUs per Ray worker (default 0: CPU)")
+    p.add_argument("--cpus-per-worker", type=float, default=1, help="CPUs (and torch threads) per Ray worker")
+    p.add_argument("--shard-rows", type=int, default=10_000, help="rows per Parquet shard (default 10000)")
+    p.add_argument("--with-text", action="store_true", help="also store each text in the shards")
+    p.add_argument("--overwrite", action="store_true", help="replace the shards of a different earlier run")
     p.add_argument("--field", default="text", help="text field of .jsonl input (default: text)")
     p.add_argument("--instruction", default=None, help="instruction put before every text (not pooled)")
     p.add_argument("--batch-size", type=int, default=32)
