@@ -351,6 +351,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_arguments(p)
     p.set_defaults(func=lambda a: serve_from_args(a) or 0)
 
+    from .rag.cli import add_rag_parser
+
+    add_rag_parser(sub)
+
     p = sub.add_parser("demo", help="encode a few sentences with the embedded default and print their similarity")
     p.add_argument("model", metavar="MODEL", nargs="?", default="smollm2-135m")
     p.set_defaults(func=cmd_demo)

@@ -174,6 +174,7 @@ class DualModel:
         self.chat_tokenizer = chat_tokenizer
         self.name = name
         self.adapters = list(adapters)
+        self.spec = name                      # what loads it again (a saved folder's absolute path)
         self.lock = threading.RLock()
         self.stats = {"embed_calls": 0, "generate_calls": 0}
 
@@ -268,6 +269,7 @@ class DualModel:
             chat_tokenizer.pad_token = chat_tokenizer.eos_token or chat_tokenizer.unk_token
         dual = cls(causal_lm, peft_model, encoder, chat_tokenizer,
                    name=folder.name if saved else spec, adapters=[str(a) for a in chain])
+        dual.spec = str(folder.resolve()) if saved else spec
         if verify:
             if not probe_bidirectional(embed_module):
                 raise UnsupportedArchitectureError(
