@@ -188,6 +188,11 @@ def cmd_mntp(args) -> int:
     from .training.runs import close_distributed
 
     overrides = parse_overrides(args.overrides, [ModelArguments, DataArguments, MNTPArguments])
+    if args.plan:
+        from .training.plan import plan_mntp
+
+        print(plan_mntp(args.config, overrides=overrides, gpu_memory=args.gpu_memory, gpus=args.gpus).report())
+        return 0
     metrics = train_mntp(args.config, overrides=overrides, fresh=args.fresh)
     close_distributed()
     shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()
@@ -312,9 +317,16 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train MNTP from a JSON/YAML config with the official llm2vec run_mntp.py keys "
                                    "plus any transformers TrainingArguments field. Extra --key value pairs override "
                                    "the file. A rerun resumes from the last checkpoint in output_dir.",
-                       epilog="example: llm2embed mntp mntp.json --stop_after_n_steps 200 --learning_rate 1e-4")
+                       epilog="example: llm2embed mntp mntp.json --stop_after_n_steps 200 --learning_rate 1e-4\n"
+                              "plan first: llm2embed mntp mntp.json --plan --gpu-memory 24GB [--gpus 2]")
     p.add_argument("config", metavar="CONFIG", help="JSON or YAML config file")
     p.add_argument("--fresh", action="store_true", help="ignore existing checkpoints and start over")
+    p.add_argument("--plan", action="store_true",
+                   help="do not train: build the model on the meta device and print parameters, memory per GPU, "
+                        "whether it fits and tokens per step")
+    p.add_argument("--gpu-memory", default=None, metavar="SIZE", help="with --plan: memory of one GPU, e.g. 24GB")
+    p.add_argument("--gpus", type=int, default=1,
+                   help="with --plan: GPUs (weights and LoRA state sharded over them, FSDP / ZeRO-3)")
     p.set_defaults(func=cmd_mntp, takes_overrides=True)
 
     for name, func, script, what in (
