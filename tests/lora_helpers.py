@@ -33,3 +33,19 @@ def save_lora_encoder(base: str, path, seed: int = 0, std: float = 0.05, instruc
         set_query_instruction(encoder, instruction)
     encoder.save(path)
     return str(path)
+
+
+CHAT_TEMPLATE = ("{% for m in messages %}<s>{{ m['role'] }} : {{ m['content'] }}</s>{% endfor %}"
+                 "{% if add_generation_prompt %}<s>assistant : {% endif %}")
+
+
+def tiny_chat_encoder(tmp_factory, name: str = "tiny-encoder", instruction: str | None = None) -> str:
+    """A tiny Llama whose tokenizer has a chat template, saved as an encoder with a random LoRA adapter."""
+    from tiny import tiny_folder
+    from transformers import AutoTokenizer
+
+    base = tiny_folder(tmp_factory.mktemp("chat-base"), "llama", seed=3)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.save_pretrained(base)
+    return save_lora_encoder(base, tmp_factory.mktemp("chat") / name, seed=4, instruction=instruction)

@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lora_helpers import save_lora_encoder
-from tiny import tiny_folder
+from lora_helpers import tiny_chat_encoder
 
 from llm2embed.dual import DualModel
 from llm2embed.rag import RAG, VectorStore, default_model, open_store
@@ -20,21 +19,13 @@ from llm2embed.rag.chunking import chunk_spans, find_files, read_documents
 from llm2embed.rag.engine import build_messages
 
 INSTRUCTION = "retrieve passages about music :"
-CHAT_TEMPLATE = ("{% for m in messages %}<s>{{ m['role'] }} : {{ m['content'] }}</s>{% endfor %}"
-                 "{% if add_generation_prompt %}<s>assistant : {% endif %}")
 WORDS = "a man plays a guitar on the stage . a woman slices an onion in the kitchen . the market fell on monday ."
 
 
 @pytest.fixture(scope="module")
 def tiny_encoder(tmp_path_factory):
     """A tiny Llama with a chat template, as a saved encoder with a random LoRA and a query instruction."""
-    from transformers import AutoTokenizer
-
-    base = tiny_folder(tmp_path_factory.mktemp("rag-base"), "llama", seed=3)
-    tokenizer = AutoTokenizer.from_pretrained(base)
-    tokenizer.chat_template = CHAT_TEMPLATE
-    tokenizer.save_pretrained(base)
-    return save_lora_encoder(base, tmp_path_factory.mktemp("rag") / "tiny-encoder", seed=4, instruction=INSTRUCTION)
+    return tiny_chat_encoder(tmp_path_factory, instruction=INSTRUCTION)
 
 
 @pytest.fixture(scope="module")

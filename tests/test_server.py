@@ -4,9 +4,6 @@ OpenAI's shape, limits, API key, dynamic batching, and the command line on loopb
 import asyncio
 import base64
 import os
-import socket
-import subprocess
-import sys
 import threading
 import time
 
@@ -23,6 +20,7 @@ from llm2embed.server import (  # noqa: E402
     BackgroundServer,
     DynamicBatcher,
     ServeOptions,
+    ServerProcess,
     add_serve_arguments,
     create_app,
     default_model_name,
@@ -310,49 +308,17 @@ def test_all_torch_work_on_the_model_thread(saved):
     assert len(seen) == 1 and next(iter(seen)).startswith("llm2embed-model")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_command_line_server(saved, tmp_path):
     _, path = saved
-    port = free_port()
     env = dict(os.environ, LLM2EMBED_API_KEY=KEY)
-    proc = subprocess.Popen([sys.executable, "-m", "llm2embed.server", path, "--port", str(port),
-                             "--log-level", "warning"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-    output = []
-    reader = threading.Thread(target=lambda: output.extend(proc.stdout), daemon=True)
-    reader.start()
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, "".join(output)
-            try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not start: " + "".join(output)
-            time.sleep(0.2)
+    with ServerProcess(path, "--log-level", "warning", env=env) as server:
+        url = server.url
         r = httpx.post(url + "/v1/embeddings", json={"model": NAME, "input": ["hello"]},
                        headers={"Authorization": f"Bearer {KEY}"})  # the key came from $LLM2EMBED_API_KEY
         assert r.status_code == 200 and len(r.json()["data"][0]["embedding"]) == 64
         assert post_status(url, path) == 200  # the path given on the command line is accepted as the model id
         assert httpx.post(url + "/v1/embeddings", json={"model": NAME, "input": "a"}).status_code == 401
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        reader.join(10)
-        proc.stdout.close()
-    assert proc.returncode is not None
+    assert server.proc.returncode is not None
 
 
 def post_status(url, model):

@@ -9,6 +9,9 @@ Endpoints:
                              Matryoshka-style), ``usage.prompt_tokens`` / ``total_tokens``. Extension:
                              ``input_type: "query"`` applies the model's stored query instruction
                              (``"document"`` or absent: none).
+``POST /v1/chat/completions`` with ``--generate`` (``create_app(..., generator=dual)``): OpenAI's chat API
+                             from the same weights, adapter off and causal (:mod:`llm2embed.server.chat`);
+                             ``stream: true`` answers server-sent events
 ``GET /v1/models``           the one served model (``/v1/models/{id}`` too)
 ``GET /health``              status, dimension, verified attention mode, batching statistics (no key)
 ===========================  ========================================================================
@@ -41,7 +44,7 @@ From Python (tests, notebooks)::
 from __future__ import annotations
 
 from .app import create_app, default_model_name
-from .background import BackgroundServer
+from .background import BackgroundServer, ServerProcess, free_port
 from .batching import FORWARD_OVERHEAD_TOKENS, DynamicBatcher, forward_batches, model_thread
 from .main import add_serve_arguments, main, serve_from_args, serve_main
 from .options import API_KEY_ENV, INPUT_TYPES, ServeOptions
@@ -55,10 +58,12 @@ __all__ = [
     "FORWARD_OVERHEAD_TOKENS",
     "INPUT_TYPES",
     "ServeOptions",
+    "ServerProcess",
     "add_serve_arguments",
     "create_app",
     "default_model_name",
     "forward_batches",
+    "free_port",
     "main",
     "model_thread",
     "serve_from_args",

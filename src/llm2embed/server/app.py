@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import hmac
-import json
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ except ImportError:  # pragma: no cover - the server extra is not installed; cre
 
 from .batching import DynamicBatcher, forward_batches
 from .options import INPUT_TYPES, ServeOptions
-from .schema import APIError, encode_vector, is_int, json_response, parse_inputs, read_body
+from .schema import APIError, encode_vector, is_int, json_response, parse_inputs, read_json
 
 __all__ = ["create_app", "default_model_name"]
 
@@ -42,8 +41,12 @@ def default_model_name(model: str | os.PathLike) -> str:
 
 # ---------------------------------------------------------------------------------------------- the app
 def create_app(encoder, model_name: str | None = None, options: ServeOptions | None = None,
-               aliases: tuple[str, ...] = (), executor: ThreadPoolExecutor | None = None):
+               aliases: tuple[str, ...] = (), executor: ThreadPoolExecutor | None = None, generator=None):
     """The FastAPI app serving ``encoder`` (an :class:`llm2embed.Encoder`) under ``model_name``.
+
+    ``generator``: a :class:`~llm2embed.dual.DualModel` whose ``encoder`` is ``encoder`` (the same weights);
+    it adds ``POST /v1/chat/completions`` (:mod:`llm2embed.server.chat`), and every embedding call holds
+    its lock.
 
     ``options`` supplies the API key, limits and batching settings (host and port are not used here);
     ``aliases`` are further accepted ``model`` values (e.g. the path given on the command line).
@@ -77,14 +80,17 @@ def create_app(encoder, model_name: str | None = None, options: ServeOptions | N
     attention = "bidirectional" if probed else "causal"
     created = int(time.time())
 
+    lock = generator.lock if generator is not None else nullcontext()
+
     def encode_fn(items: list[tuple[str, str]]) -> tuple[np.ndarray, list[int]]:
         ids = tokenizer([prompt + text for prompt, text in items], add_special_tokens=True)["input_ids"]
         lengths = [max(1, min(len(x), max_length)) for x in ids]
         out = np.empty((len(items), dimension), dtype=np.float32)
-        for group in forward_batches(items, lengths, options.encode_batch_size, options.encode_batch_tokens):
-            inputs = [[items[i][0], items[i][1]] if items[i][0] else items[i][1] for i in group]
-            out[group] = encoder.encode(inputs, batch_size=len(group), convert_to_numpy=True,
-                                        normalize_embeddings=True, show_progress_bar=False)
+        with lock:
+            for group in forward_batches(items, lengths, options.encode_batch_size, options.encode_batch_tokens):
+                inputs = [[items[i][0], items[i][1]] if items[i][0] else items[i][1] for i in group]
+                out[group] = encoder.encode(inputs, batch_size=len(group), convert_to_numpy=True,
+                                            normalize_embeddings=True, show_progress_bar=False)
         return out, lengths
 
     batcher = DynamicBatcher(encode_fn, options.max_batch_size, options.max_wait_ms, options.quiet_ms, executor)
@@ -136,6 +142,7 @@ def create_app(encoder, model_name: str | None = None, options: ServeOptions | N
         stats["encode_seconds"] = round(stats["encode_seconds"], 3)
         stats["process_cpu_seconds"] = round(time.process_time(), 3)
         stats["recent_batches"] = list(batcher.recent_batches)
+        stats.update(getattr(app.state, "chat_stats", {}))
         return json_response({"status": "ok", "model": model_name, "dimension": dimension,
                                "attention": attention, "max_length": max_length,
                                "pending_texts": batcher.pending_texts, "stats": stats})
@@ -156,20 +163,7 @@ def create_app(encoder, model_name: str | None = None, options: ServeOptions | N
     @app.post("/v1/embeddings")
     async def embeddings(request: Request):
         check_key(request)
-        raw = await read_body(request, options.max_body_bytes)
-        try:
-            payload = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise APIError(400, f"the request body is not valid JSON: {exc}") from None
-        if not isinstance(payload, dict):
-            raise APIError(400, f"the request body must be a JSON object, got {type(payload).__name__}")
-        model = payload.get("model")
-        if not isinstance(model, str):
-            raise APIError(400, "missing or non-string parameter 'model'", param="model",
-                           code="missing_required_parameter" if model is None else "invalid_type")
-        if model not in accepted:
-            raise APIError(404, f"the model '{model}' does not exist; this server serves '{model_name}'",
-                           param="model", code="model_not_found")
+        payload = await read_json(request, options.max_body_bytes, accepted, model_name)
         encoding_format = payload.get("encoding_format") or "float"
         if encoding_format not in ("float", "base64"):
             raise APIError(400, f"encoding_format must be 'float' or 'base64', got {encoding_format!r}",
@@ -201,5 +195,9 @@ def create_app(encoder, model_name: str | None = None, options: ServeOptions | N
         return json_response({"object": "list", "data": data, "model": model_name,
                                "usage": {"prompt_tokens": used, "total_tokens": used}})
 
+    if generator is not None:
+        from .chat import add_chat_route
+
+        add_chat_route(app, generator, options, check_key, accepted, model_name, lambda: batcher.executor)
     return app
 

@@ -70,6 +70,11 @@ class DynamicBatcher:
     def pending_texts(self) -> int:
         return self._pending_texts
 
+    @property
+    def executor(self) -> ThreadPoolExecutor | None:
+        """The model thread the calls run on (set by :meth:`start` when none was given)."""
+        return self._executor
+
     def start(self) -> None:
         self._wakeup = asyncio.Event()
         if self._executor is None:

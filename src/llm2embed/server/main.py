@@ -33,8 +33,9 @@ def serve_main(model: str | os.PathLike, host: str = "127.0.0.1", port: int = 80
 
     ``options`` are the other :class:`ServeOptions` fields (``served_model_name``, ``query_instruction``,
     ``dtype``, ``device``, ``max_inputs``, ``max_total_chars``, ``max_body_bytes``, ``max_batch_size``,
-    ``max_wait_ms``, ``quiet_ms``, ``encode_batch_size``, ``encode_batch_tokens``, ``log_level``); an
-    unknown name is a ``TypeError``. ``api_key=None`` falls back to ``$LLM2EMBED_API_KEY``. The model is
+    ``max_wait_ms``, ``quiet_ms``, ``encode_batch_size``, ``encode_batch_tokens``, ``generate``,
+    ``max_new_tokens``, ``log_level``); an unknown name is a ``TypeError``. ``generate=True`` loads a
+    :class:`~llm2embed.dual.DualModel` and adds ``/v1/chat/completions`` from the same weights. ``api_key=None`` falls back to ``$LLM2EMBED_API_KEY``. The model is
     loaded, probed and run on one thread (:func:`model_thread`).
 
     >>> serve_main("out/my-encoder", port=8080, api_key="secret")   # doctest: +SKIP
@@ -55,11 +56,19 @@ def serve_main(model: str | os.PathLike, host: str = "127.0.0.1", port: int = 80
         load_kwargs["torch_dtype"] = opts.dtype
     executor = model_thread()  # loading, the probe and every model call run on this one thread
     try:
-        encoder = executor.submit(Encoder.from_pretrained, model, device=opts.device, **load_kwargs).result()
+        generator = None
+        if opts.generate:  # one copy of the weights: the encoder's adapter unmerged on the base LLM
+            from ..dual import DualModel
+
+            generator = executor.submit(DualModel.from_pretrained, model, device=opts.device,
+                                        torch_dtype=opts.dtype).result()
+            encoder = generator.encoder
+        else:
+            encoder = executor.submit(Encoder.from_pretrained, model, device=opts.device, **load_kwargs).result()
         name = opts.served_model_name or default_model_name(model)
-        app = create_app(encoder, name, opts, aliases=(os.fspath(model),), executor=executor)
-        logger.warning("serving %s as '%s' on http://%s:%d/v1 (%s attention)", model, name, host, port,
-                       "bidirectional" if encoder.bidirectional else "causal")
+        app = create_app(encoder, name, opts, aliases=(os.fspath(model),), executor=executor, generator=generator)
+        logger.warning("serving %s as '%s' on http://%s:%d/v1 (embeddings%s)", model, name, host, port,
+                       " and chat completions from the same weights" if generator is not None else "")
         uvicorn.run(app, host=host, port=port, log_level=opts.log_level)
     finally:
         executor.shutdown(wait=True)
@@ -73,7 +82,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     """
     parser.add_argument("model", help="a saved encoder folder, a model spec (smollm2-135m), a .gguf file or Hub id")
     for f in fields(ServeOptions):
-        kind = {"int": int, "float": float}.get(f.type if isinstance(f.type, str) else f.type.__name__, str)
+        type_name = f.type if isinstance(f.type, str) else f.type.__name__
+        if type_name == "bool":
+            parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, action="store_true",
+                                default=f.default, help=f.metadata["help"])
+            continue
+        kind = {"int": int, "float": float}.get(type_name, str)
         parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind, default=f.default,
                             help=f.metadata["help"] + (f" (default {f.default})" if f.default is not None
                                                        and f.name != "host" else ""))

@@ -38,6 +38,11 @@ class ServeOptions:
     encode_batch_size: int = field(default=32, metadata={"help": "most texts in one forward pass"})
     encode_batch_tokens: int = field(default=512, metadata={
         "help": "most padded tokens (texts x longest) in one forward pass; raise it on a GPU"})
+    generate: bool = field(default=False, metadata={
+        "help": "also serve POST /v1/chat/completions from the same weights (adapter off, causal); needs a "
+                "saved encoder with its adapter, or a decoder spec"})
+    max_new_tokens: int = field(default=512, metadata={
+        "help": "largest max_tokens a chat request may ask for (400 beyond)"})
     log_level: str = field(default="info", metadata={"help": "uvicorn log level (warning: no access log)"})
 
 

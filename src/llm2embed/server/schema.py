@@ -84,3 +84,22 @@ def encode_vector(vector: np.ndarray, encoding_format: str):
         return base64.b64encode(np.ascontiguousarray(vector, dtype="<f4").tobytes()).decode("ascii")
     return vector.tolist()
 
+
+
+async def read_json(request, limit: int, accepted: set[str], served: str) -> dict[str, Any]:
+    """The request body as a JSON object whose ``model`` is one this server serves (else 400/404/413)."""
+    raw = await read_body(request, limit)
+    try:
+        payload = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise APIError(400, f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise APIError(400, f"the request body must be a JSON object, got {type(payload).__name__}")
+    model = payload.get("model")
+    if not isinstance(model, str):
+        raise APIError(400, "missing or non-string parameter 'model'", param="model",
+                       code="missing_required_parameter" if model is None else "invalid_type")
+    if model not in accepted:
+        raise APIError(404, f"the model '{model}' does not exist; this server serves '{served}'",
+                       param="model", code="model_not_found")
+    return payload
