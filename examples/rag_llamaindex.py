@@ -1,17 +1,19 @@
-"""Retrieval for RAG with LlamaIndex over the held-out Wikipedia articles of the embedded corpus.
+"""RAG with LlamaIndex and one model: llm2embed embeddings for the index, the same weights answering.
 
-Builds a LlamaIndex ``VectorStoreIndex`` with a saved llm2embed encoder loaded by LlamaIndex's own
-``HuggingFaceEmbedding`` (no llm2embed code on the query path), then prints the top passages for each query.
-No LLM is called: this is the retrieval half of a RAG pipeline; hand the passages to any LLM you like
-(``index.as_query_engine(llm=...)``).
+Builds a LlamaIndex ``VectorStoreIndex`` over held-out Wikipedia articles of the embedded corpus with
+``DualModelEmbedding`` (the encoder: LoRA adapter on, bidirectional), prints the top passages of each query,
+then answers each query through ``index.as_query_engine(llm=DualModelLLM(...))``: the same
+:class:`~llm2embed.dual.DualModel`, adapter off and causal, with the base model's chat template. One copy of
+the weights does both; everything runs offline.
 
-    pip install llama-index-core llama-index-embeddings-huggingface
+    pip install llama-index-core
     python examples/rag_llamaindex.py --model out/my-encoder --articles 300 --query "Who painted the Mona Lisa?"
 
 ``--model`` is a saved encoder folder; anything else (``smollm2-135m``, a Hub id, a .gguf file) is converted
 first and saved, with ``--instruction`` as its query instruction, to ``--save-to`` (default: a temporary
 folder). Without ``--query`` the example asks the short descriptions of a few indexed articles (the queries of
-the project's wiki-retrieval benchmark) and marks the article each one describes with ``*``.
+the project's wiki-retrieval benchmark) and marks the article each one describes with ``*``. ``--no-answer``
+stops after retrieval; a model whose tokenizer has no chat template cannot answer and retrieves only.
 """
 
 from __future__ import annotations
@@ -48,17 +50,14 @@ def saved_encoder(model: str, instruction: str, save_to: str | None) -> str:
     return target
 
 
-def build_index(model_path: str, articles, chunk_size: int = 256, device: str = "cpu"):
+def build_index(embed_model, articles, chunk_size: int = 256):
     """A ``VectorStoreIndex`` over ``(title, text, description)`` articles; node text is the passage only."""
     from llama_index.core import Document, VectorStoreIndex
     from llama_index.core.node_parser import SentenceSplitter
 
-    from llm2embed.integrations import llamaindex_embedding
-
-    # the one line that matters: HuggingFaceEmbedding with the model's stored query instruction
-    embed_model = llamaindex_embedding(model_path, device=device)
     documents = [Document(text=text, metadata={"title": title},
-                          excluded_embed_metadata_keys=["title"]) for title, text, _ in articles]
+                          excluded_embed_metadata_keys=["title"], excluded_llm_metadata_keys=["title"])
+                 for title, text, _ in articles]
     return VectorStoreIndex.from_documents(
         documents, embed_model=embed_model, transformations=[SentenceSplitter(chunk_size=chunk_size, chunk_overlap=16)]
     )
@@ -74,6 +73,16 @@ def retrieve(index, queries: list[str], top_k: int = 3):
     return results
 
 
+def answer(index, llm, queries: list[str], top_k: int = 3):
+    """``[(query, answer, [source titles]), ...]`` from LlamaIndex's query engine answering with ``llm``."""
+    engine = index.as_query_engine(llm=llm, similarity_top_k=top_k)
+    out = []
+    for query in queries:
+        response = engine.query(query)
+        out.append((query, str(response).strip(), [n.node.metadata["title"] for n in response.source_nodes]))
+    return out
+
+
 def main(argv: list[str] | None = None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="smollm2-135m", help="saved encoder folder or model spec")
@@ -83,12 +92,18 @@ def main(argv: list[str] | None = None):
     parser.add_argument("--max-words", type=int, default=120, help="words kept of each article's lead")
     parser.add_argument("--query", action="append", default=None, help="a query (repeatable)")
     parser.add_argument("--top-k", type=int, default=3)
+    parser.add_argument("--max-new-tokens", type=int, default=96, help="longest answer in tokens")
+    parser.add_argument("--no-answer", action="store_true", help="retrieve only, generate nothing")
     parser.add_argument("--corpus-file", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
+    from llm2embed.dual import DualModel
+    from llm2embed.llamaindex import DualModelEmbedding, DualModelLLM
+
     articles = held_out_sample(args.articles, args.max_words, args.corpus_file)
     model_path = saved_encoder(args.model, args.instruction, args.save_to)
-    index = build_index(model_path, articles)
+    dual = DualModel.from_pretrained(model_path)          # one copy of the weights for both roles
+    index = build_index(DualModelEmbedding(dual), articles)
     if args.query:
         queries, targets = args.query, [None] * len(args.query)
     else:
@@ -102,6 +117,16 @@ def main(argv: list[str] | None = None):
             mark = "*" if title == target else " "
             snippet = passage if len(passage) <= 160 else passage[:157] + "..."
             print(f" {mark}{rank}. [{score:.3f}] {title}: {snippet}")
+
+    if args.no_answer:
+        return results
+    if not dual.chat_tokenizer.chat_template:
+        print(f"\n{model_path}: the tokenizer has no chat template, so the model cannot answer (retrieval only)")
+        return results
+    llm = DualModelLLM(dual, max_new_tokens=args.max_new_tokens, temperature=0)
+    print("\nAnswers (LlamaIndex query engine; the same weights, adapter off, causal):")
+    for query, text, titles in answer(index, llm, queries, args.top_k):
+        print(f"- {query}\n  A: {text}\n  sources: {', '.join(titles)}")
     return results
 
 

@@ -39,12 +39,14 @@ CHAT_TEMPLATE = ("{% for m in messages %}<s>{{ m['role'] }} : {{ m['content'] }}
                  "{% if add_generation_prompt %}<s>assistant : {% endif %}")
 
 
-def tiny_chat_encoder(tmp_factory, name: str = "tiny-encoder", instruction: str | None = None) -> str:
-    """A tiny Llama whose tokenizer has a chat template, saved as an encoder with a random LoRA adapter."""
+def tiny_chat_encoder(tmp_factory, name: str = "tiny-encoder", instruction: str | None = None,
+                      positions: int = 128) -> str:
+    """A tiny Llama (``positions`` long) whose tokenizer has a chat template, saved as an encoder with a random
+    LoRA adapter."""
     from tiny import tiny_folder
     from transformers import AutoTokenizer
 
-    base = tiny_folder(tmp_factory.mktemp("chat-base"), "llama", seed=3)
+    base = tiny_folder(tmp_factory.mktemp("chat-base"), "llama", seed=3, max_position_embeddings=positions)
     tokenizer = AutoTokenizer.from_pretrained(base)
     tokenizer.chat_template = CHAT_TEMPLATE
     tokenizer.save_pretrained(base)

@@ -168,14 +168,19 @@ def test_stacked_adapter_chain_matches_merged_encoder(llama_folder, tmp_path):
     assert cosines(dual.embed(QUERIES + SENTENCES[:6]), reference).min() >= 0.9999
     # without the stage record only the last adapter is found: the check against the merged weights says so
     (stage / "llm2embed_contrastive.json").unlink()
-    with pytest.raises(ValueError, match="do not reproduce the merged weights"):
+    with pytest.raises(ValueError, match="does not reproduce the merged weights"):
         DualModel.from_pretrained(stage / "encoder")
 
 
 def test_clear_errors(llama_folder, tmp_path):
-    merged_only = Encoder.from_pretrained(llama_folder)
-    merged_only.save(tmp_path / "merged")  # no adapter applied: no adapter/ folder
-    with pytest.raises(FileNotFoundError, match="no unmerged LoRA adapter"):
+    # saved without an adapter: fine when the weights are the base's, an error when an adapter was merged in
+    Encoder.from_pretrained(llama_folder).save(tmp_path / "converted")
+    np.testing.assert_allclose(DualModel.from_pretrained(tmp_path / "converted").embed(QUERIES),
+                               Encoder.from_pretrained(tmp_path / "converted").encode(QUERIES,
+                                                                                     normalize_embeddings=True),
+                               atol=1e-5)
+    add_random_lora(Encoder.from_pretrained(llama_folder), seed=5).save(tmp_path / "merged", merge_before_save=True)
+    with pytest.raises(ValueError, match="merged weights only"):
         DualModel.from_pretrained(tmp_path / "merged")
     dual = DualModel.from_pretrained(llama_folder)
     with pytest.raises(ValueError, match="kind must be"):

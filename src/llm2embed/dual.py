@@ -103,7 +103,8 @@ def _is_saved_encoder(path: Path) -> bool:
 def adapter_chain(folder: str | os.PathLike) -> tuple[str, list[Path]]:
     """``(base spec, [adapter folders in training order])`` of a saved encoder folder.
 
-    The encoder's own adapter is ``folder/adapter``. When ``folder`` is the ``encoder/`` of a contrastive
+    The encoder's own adapter is ``folder/adapter`` (a folder without one is taken as the base converted
+    as is; :meth:`DualModel.from_pretrained` checks that against the saved weights). When ``folder`` is the ``encoder/`` of a contrastive
     stage, the stage record beside it names what the adapter was trained on: an MNTP adapter merged into
     the base first, or a previous saved encoder (whose chain comes first).
 
@@ -113,12 +114,7 @@ def adapter_chain(folder: str | os.PathLike) -> tuple[str, list[Path]]:
     folder = Path(folder)
     meta = _read_metadata(str(folder))
     adapter = folder / ADAPTER_DIR
-    if not (adapter / "adapter_config.json").is_file():
-        raise FileNotFoundError(
-            f"{folder} has no unmerged LoRA adapter ({adapter}/adapter_config.json is missing): it was saved "
-            "with merged weights only (e.g. `convert --merge`), so its base weights cannot be shared with "
-            "generation. Save the encoder without merge_before_save to keep the adapter."
-        )
+    own = [adapter] if (adapter / "adapter_config.json").is_file() else []  # none: the base converted as is
     stage_path = folder.parent / STAGE_METADATA_FILE
     if stage_path.is_file():
         stage = json.loads(stage_path.read_text())
@@ -130,11 +126,11 @@ def adapter_chain(folder: str | os.PathLike) -> tuple[str, list[Path]]:
             base = base_model or meta.get("base")
         if stage.get("mntp_adapter"):
             chain.append(Path(stage["mntp_adapter"]))
-        return str(base), [*chain, adapter]
+        return str(base), [*chain, *own]
     base = meta.get("base")
     if not base:
         raise ValueError(f"{folder / METADATA_FILE} records no base model ('base'); cannot load it unmerged")
-    return str(base), [adapter]
+    return str(base), own
 
 
 class _SharedTransformer:
@@ -279,35 +275,36 @@ class DualModel:
         return dual
 
     def _check_against_merged(self, folder: Path, rtol: float = 1e-3) -> None:
-        """The stacked adapters must reproduce one merged projection saved in the encoder folder."""
+        """The base plus the stacked adapters must reproduce one projection saved in the encoder folder."""
         from safetensors import safe_open
 
-        if self.peft_model is None:
-            return
         weights = folder / "model.safetensors"
         if not weights.is_file():
             return  # sharded or other layout: nothing cheap to compare with
-        lora_layer = next((m for m in self.peft_model.modules() if hasattr(m, "get_delta_weight")
-                           and getattr(m, "active_adapters", None)), None)
-        if lora_layer is None:
+        backbone = self.peft_model.base_model.model if self.peft_model is not None else self.encoder.model.inner
+        lora = [(n, m) for n, m in backbone.named_modules() if hasattr(m, "get_delta_weight")]
+        linear = [(n, m) for n, m in backbone.named_modules() if isinstance(m, torch.nn.Linear)]
+        if not (lora or linear):
             return
-        prefix = next(n for n, m in self.peft_model.base_model.model.named_modules() if m is lora_layer)
+        prefix, layer = (lora or linear)[0]
         key = prefix + ".weight"
         with safe_open(str(weights), framework="pt") as fh:
             if key not in fh.keys():
                 return
             merged = fh.get_tensor(key).float()
         with torch.no_grad():
-            ours = lora_layer.get_base_layer().weight.detach().float().clone()
-            for name in lora_layer.active_adapters:
-                if name in lora_layer.lora_A:
-                    ours += lora_layer.get_delta_weight(name).float()
+            base_layer = layer.get_base_layer() if lora else layer
+            ours = base_layer.weight.detach().float().clone()
+            for name in (layer.active_adapters if lora else []):
+                if name in layer.lora_A:
+                    ours += layer.get_delta_weight(name).float()
         error = (ours - merged).abs().max().item() / max(merged.abs().max().item(), 1e-12)
         if error > rtol:
+            found = f"the adapters {self.adapters}" if self.adapters else "no adapter/ folder (merged weights only)"
             raise ValueError(
-                f"the adapters {self.adapters} on base {self.encoder.base!r} do not reproduce the merged weights "
-                f"saved in {folder} ({key}: relative difference {error:.2e}); pass the full adapter chain with "
-                "adapters=[...] in training order"
+                f"{folder}: base {self.encoder.base!r} with {found} does not reproduce the merged weights saved "
+                f"there ({key}: relative difference {error:.2e}). Keep the adapter when saving (no --merge / "
+                "merge_before_save), or pass the full adapter chain with adapters=[...] in training order"
             )
 
     # ------------------------------------------------------------------ properties
