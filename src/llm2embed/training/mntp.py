@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from .lora import add_lora
 from .runs import prepare_run, stop_after_n_steps, wait_for_all_processes
+from .sharding import full_adapter_state
 from .config import DataArguments, MNTPArguments, ModelArguments, choose_attn_implementation, parse_config
 
 logger = logging.getLogger(__name__)
@@ -278,12 +279,16 @@ def _masked_accuracy(eval_pred) -> dict[str, float]:
     return {"accuracy": float(stats[:, 0].sum() / max(stats[:, 1].sum(), 1))}
 
 
-def _save_outputs(output_dir: Path, peft_decoder, tokenizer, metadata: dict[str, Any]) -> None:
-    """Write the adapter, tokenizer and metadata into ``output_dir`` file by file via rename (metadata last)."""
+def _save_outputs(output_dir: Path, peft_decoder, tokenizer, metadata: dict[str, Any],
+                  adapter_state: dict | None = None) -> None:
+    """Write the adapter, tokenizer and metadata into ``output_dir`` file by file via rename (metadata last).
+
+    ``adapter_state``: the adapter gathered whole when training was sharded (FSDP2).
+    """
     output_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".final-", dir=output_dir))
     try:
-        peft_decoder.save_pretrained(str(tmp))
+        peft_decoder.save_pretrained(str(tmp), **({"state_dict": adapter_state} if adapter_state else {}))
         tokenizer.save_pretrained(str(tmp))
         for item in tmp.iterdir():
             os.replace(item, output_dir / item.name)
@@ -338,6 +343,7 @@ def train_mntp(config: dict[str, Any] | str | os.PathLike, overrides: dict[str, 
     metrics.update(result.metrics)
     if (args.do_eval or args.eval_strategy != "no") and len(eval_ds):
         metrics.update(trainer.evaluate())
+    adapter_state = full_adapter_state(trainer.model)  # FSDP2: every process takes part in gathering it
     if trainer.is_world_process_zero():
         metadata = {
             "stage": "mntp",
@@ -355,7 +361,7 @@ def train_mntp(config: dict[str, Any] | str | os.PathLike, overrides: dict[str, 
             "first_eval_loss": next((e["eval_loss"] for e in trainer.state.log_history if "eval_loss" in e), None),
             "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))},
         }
-        _save_outputs(output_dir, trainer.model, tokenizer, metadata)
+        _save_outputs(output_dir, trainer.model, tokenizer, metadata, adapter_state)
         if mntp_args.merge:
             _save_merged(output_dir / "merged", trainer.model, causal_lm, tokenizer)
     wait_for_all_processes()
