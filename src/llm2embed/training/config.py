@@ -39,6 +39,8 @@ __all__ = [
     "MNTPArguments",
     "ModelArguments",
     "ParsedConfig",
+    "check_value",
+    "check_values",
     "choose_attn_implementation",
     "load_config_file",
     "parse_config",
@@ -167,6 +169,78 @@ def _strip_optional(tp):
     return tp
 
 
+# value ranges checked for every config, by key: counts >= 1, rates in [0, 1), probabilities in (0, 1),
+# positive reals. max_steps is left out on purpose: transformers uses -1 for "not set".
+COUNT_KEYS = {"lora_r", "lora_alpha", "stop_after_n_steps", "max_seq_length", "encoder_max_length",
+              "mini_batch_size", "per_device_train_batch_size", "per_device_eval_batch_size",
+              "gradient_accumulation_steps", "max_train_samples", "max_eval_samples", "eval_every_n_steps",
+              "preprocessing_num_workers", "logging_steps"}
+RATE_KEYS = {"lora_dropout", "simcse_dropout", "warmup_ratio", "weight_decay"}
+PROBABILITY_KEYS = {"mlm_probability"}
+POSITIVE_KEYS = {"learning_rate", "loss_scale", "num_train_epochs", "max_grad_norm"}
+
+
+def _type_name(tp) -> str:
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string", dict: "a mapping",
+            list: "a list"}.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def check_value(key: str, value: Any, tp, where: str = "config") -> Any:
+    """``value`` checked against the field type ``tp`` and the key's range; returns it (numbers written as
+    strings, such as YAML's ``1e-3``, become numbers). Raises :class:`ConfigError` naming key, value, type.
+
+    >>> check_value("learning_rate", "1e-3", float)
+    0.001
+    >>> check_value("lora_r", "abc", int)
+    Traceback (most recent call last):
+    ...
+    llm2embed.training.config.ConfigError: config: key 'lora_r' = 'abc': expected an integer
+    """
+    if value is None:
+        return value
+
+    def fail(expected: str) -> ConfigError:
+        return ConfigError(f"{where}: key {key!r} = {value!r}: expected {expected}")
+
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise fail(_type_name(bool))
+    elif tp in (int, float):
+        if isinstance(value, str):
+            try:
+                value = tp(value) if tp is float else int(value)
+            except ValueError:
+                raise fail(_type_name(tp)) from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise fail(_type_name(tp))
+        if tp is int and isinstance(value, float):
+            if not value.is_integer():
+                raise fail(_type_name(int))
+            value = int(value)
+    elif tp in (str, dict, list) and not isinstance(value, tp):
+        raise fail(_type_name(tp))
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if key in COUNT_KEYS and value < 1:
+            raise fail("a count >= 1")
+        if key in RATE_KEYS and not 0 <= value < 1:
+            raise fail("a rate in [0, 1)")
+        if key in PROBABILITY_KEYS and not 0 < value < 1:
+            raise fail("a probability in (0, 1)")
+        if key in POSITIVE_KEYS and value <= 0:
+            raise fail("a number > 0")
+    return value
+
+
+def check_values(raw: dict[str, Any], types_: dict[str, Any], where: str = "config") -> dict[str, Any]:
+    """:func:`check_value` for every key of ``raw`` with a known plain type (bool, int, float, str, dict, list)."""
+    out = dict(raw)
+    for key, value in raw.items():
+        tp = types_.get(key)
+        if tp in (bool, int, float, str, dict, list):
+            out[key] = check_value(key, value, tp, where)
+    return out
+
+
 def _field_types(classes) -> dict[str, Any]:
     out = {}
     for cls in classes:
@@ -231,13 +305,14 @@ def suggest_key(key: str, valid: set[str]) -> str | None:
     return near[0] if near else None
 
 
-def _check_keys(raw: dict[str, Any], valid: set[str]) -> None:
+def _check_keys(raw: dict[str, Any], valid: set[str], where: str = "config") -> None:
     for key in raw:
         if key in valid or key in ALIASES:
             continue
         near = suggest_key(key, valid | set(ALIASES))
         hint = f"; did you mean {near!r}?" if near else ""
-        raise ConfigError(f"unknown config key {key!r}{hint}")
+        prefix = "" if where == "config" else f"{where}: "
+        raise ConfigError(f"{prefix}unknown config key {key!r}{hint}")
 
 
 def _apply_aliases(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -278,20 +353,24 @@ def choose_attn_implementation(requested: str | None) -> str:
 
 
 def parse_config(config: dict[str, Any] | str | os.PathLike, classes, overrides: dict[str, Any] | None = None,
-                 defaults: dict[str, Any] | None = None, training_class=None) -> ParsedConfig:
+                 defaults: dict[str, Any] | None = None, training_class=None, where: str | None = None) -> ParsedConfig:
     """Split a flat config into the given dataclasses plus ``TrainingArguments``.
 
     ``defaults`` fill keys the config does not set (e.g. an output folder); ``overrides`` win over the file.
+    Every value is checked against its field's type and range; errors name ``where`` (default: the file).
     """
     from transformers import TrainingArguments
 
     TrainingArguments = training_class or TrainingArguments  # noqa: N806 (a class)
-    raw = dict(load_config_file(config) if isinstance(config, (str, os.PathLike)) else config)
+    is_file = isinstance(config, (str, os.PathLike))
+    where = where or (os.fspath(config) if is_file else "config")
+    raw = dict(load_config_file(config) if is_file else config)
     raw.update(overrides or {})
     training_fields = {f.name for f in dataclasses.fields(TrainingArguments) if f.init}
     own_fields = {f.name for cls in classes for f in dataclasses.fields(cls)}
-    _check_keys(raw, own_fields | training_fields)
+    _check_keys(raw, own_fields | training_fields, where)
     raw, notes = _apply_aliases(raw)
+    raw = check_values(raw, _field_types([*classes, TrainingArguments]), where)
     for key, value in (defaults or {}).items():
         raw.setdefault(key, value)
     for note in notes:

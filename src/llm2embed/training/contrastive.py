@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,11 +45,24 @@ METADATA_FILE = "llm2embed_contrastive.json"
 class ContrastiveArguments:
     """The official run_simcse.py / run_supervised.py keys (plus a few of ours)."""
 
-    dataset_name: str | None = field(default=None, metadata={"help": "Wiki1M, E5, wiki (embedded) or a path"})
+    dataset_name: str | None = field(default=None, metadata={
+        "help": "wiki (embedded corpus, SimCSE), nli (NLI triplets: local copy or the Hub, supervised) or a path"})
     dataset_file_path: str | None = field(default=None, metadata={"help": ".txt sentences, .jsonl triplets or a folder"})
-    max_seq_length: int | None = field(default=128, metadata={"help": "longest input in tokens"})
-    pooling_mode: str = field(default="mean", metadata={"help": "mean, weighted_mean, eos_token, ..."})
+    max_seq_length: int | None = field(default=128, metadata={"help": "longest training input in tokens"})
+    encoder_max_length: int | None = field(default=None, metadata={
+        "help": "longest input of the saved encoder (default 512, or the model's context if smaller); "
+                "the training length never carries over"})
+    pooling_mode: str | None = field(default=None, metadata={
+        "help": "mean, weighted_mean, eos_token, last_token, ... (default: the saved encoder's, the prompt "
+                "template's, else mean)"})
     bidirectional: bool = field(default=True, metadata={"help": "bidirectional attention"})
+    prompt_template: str | None = field(default=None, metadata={
+        "help": "wrap every text in a template, e.g. prompteol (sets last-token pooling; see llm2embed.prompts)"})
+    eval_dataset: str | None = field(default=None, metadata={
+        "help": "dev set that chooses the kept checkpoint: stsb-dev or an STS-style file (None: keep the last)"})
+    eval_every_n_steps: int = field(default=20, metadata={"help": "score the dev set every N optimizer steps"})
+    eval_at_start: bool = field(default=True, metadata={
+        "help": "also score the starting weights; kept if training never beats them on dev"})
     simcse_dropout: float = field(default=0.1, metadata={"help": "attention dropout giving the two SimCSE views"})
     loss_scale: float = field(default=50.0, metadata={"help": "1 / temperature of the InfoNCE loss"})
     loss_class: str = field(default="HardNegativeNLLLoss", metadata={"help": "accepted for compatibility"})
@@ -124,21 +138,33 @@ def load_pairs(args: ContrastiveArguments, mode: str, seed: int = 42) -> dict[st
         if args.max_train_samples:
             ds = ds.select(range(min(len(ds), args.max_train_samples)))
         return {"sentences": ds}
+    if source.lower() in ("nli", "snli"):  # local copy or the public Hub copy (llm2embed.public_data)
+        from ..public_data import load_nli_triplets
+
+        rows, origin = load_nli_triplets()
+        logger.info("NLI triplets: %d rows from %s", len(rows), origin)
+        return {"nli": _triplet_dataset(rows, args, seed)}
     path = Path(source)
     files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
     if not files or not all(f.is_file() for f in files):
         raise FileNotFoundError(f"no triplet JSONL at {path}")
     out = {}
     for f in files:
-        rows = _read_jsonl(f)
-        columns = {"anchor": [r["query"] for r in rows], "positive": [r["positive"] for r in rows]}
-        if all("negative" in r for r in rows):
-            columns["negative"] = [r["negative"] for r in rows]
-        ds = Dataset.from_dict(columns).shuffle(seed=seed)
-        if args.max_train_samples:
-            ds = ds.select(range(min(len(ds), args.max_train_samples)))
-        out[re.sub(r"\W+", "_", f.stem)] = ds
+        out[re.sub(r"\W+", "_", f.stem)] = _triplet_dataset(_read_jsonl(f), args, seed)
     return out
+
+
+def _triplet_dataset(rows: list[dict], args: ContrastiveArguments, seed: int):
+    """``query``/``positive``/``negative`` rows -> a shuffled dataset with anchor/positive(/negative)."""
+    from datasets import Dataset
+
+    columns = {"anchor": [r["query"] for r in rows], "positive": [r["positive"] for r in rows]}
+    if all("negative" in r for r in rows):
+        columns["negative"] = [r["negative"] for r in rows]
+    ds = Dataset.from_dict(columns).shuffle(seed=seed)
+    if args.max_train_samples:
+        ds = ds.select(range(min(len(ds), args.max_train_samples)))
+    return ds
 
 
 # ----------------------------------------------------------------------------------------------- model
@@ -156,7 +182,8 @@ def build_training_encoder(model_args: ModelArguments, args: ContrastiveArgument
         kwargs["torch_dtype"] = model_args.torch_dtype
     encoder = Encoder.from_pretrained(
         model_args.model_name_or_path, peft_model_name_or_path=model_args.peft_model_name_or_path,
-        merge_peft=True, enable_bidirectional=args.bidirectional, pooling_mode=args.pooling_mode,
+        merge_peft=True, enable_bidirectional=args.bidirectional,
+        pooling_mode=args.pooling_mode, prompt_template=args.prompt_template,
         max_length=args.max_seq_length, trust_remote_code=model_args.trust_remote_code, **kwargs)
     transformer = encoder.st_model[0]
     transformer.model = add_lora(transformer.model, r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout)
@@ -202,6 +229,23 @@ def _trainer_class():
     return ContrastiveTrainer
 
 
+def _dev_selector(encoder, args: ContrastiveArguments, targs, output_dir: Path, fresh: bool):
+    """The dev-set selector when ``eval_dataset`` is set (its saved state dropped with ``fresh``)."""
+    import torch
+
+    from .selection import BEST_DIR, DevSelector, load_dev_pairs
+
+    if fresh:
+        shutil.rmtree(output_dir / BEST_DIR, ignore_errors=True)
+    if not args.eval_dataset:
+        return None
+    pairs = load_dev_pairs(args.eval_dataset)
+    dtype = torch.bfloat16 if targs.bf16 else torch.float16 if targs.fp16 else None
+    return DevSelector(encoder, pairs, every=args.eval_every_n_steps, output_dir=output_dir, autocast_dtype=dtype,
+                       at_start=args.eval_at_start, name=Path(args.eval_dataset).stem,
+                       max_length=args.encoder_max_length)
+
+
 def train_contrastive(config: dict[str, Any] | str | os.PathLike, mode: str = "simcse",
                       overrides: dict[str, Any] | None = None, fresh: bool = False,
                       callbacks: list | None = None) -> dict[str, Any]:
@@ -240,15 +284,21 @@ def train_contrastive(config: dict[str, Any] | str | os.PathLike, mode: str = "s
     if isinstance(targs.multi_dataset_batch_sampler, str):
         targs.multi_dataset_batch_sampler = MultiDatasetBatchSamplers(targs.multi_dataset_batch_sampler)
     encoder = build_training_encoder(model_args, args)
+    selector = _dev_selector(encoder, args, targs, output_dir, fresh)
     train_dataset = datasets if len(datasets) > 1 else datasets[sources[0]]
     trainer = _trainer_class()(
         model=encoder.st_model, args=targs, train_dataset=train_dataset, loss=_loss(encoder, args),
-        callbacks=[stop_after_n_steps(args.stop_after_n_steps), *(callbacks or [])])
+        callbacks=[stop_after_n_steps(args.stop_after_n_steps), *([selector.callback()] if selector else []),
+                   *(callbacks or [])])
     result = trainer.train(resume_from_checkpoint=resume)
     metrics = dict(result.metrics)
     if trainer.is_world_process_zero():
+        if selector is not None:
+            selector.restore_best()
+        encoder.set_max_length(args.encoder_max_length)  # the short training length must not leak into use
         encoder.save(output_dir / "encoder")
         meta = {"stage": mode, "base_model": model_args.model_name_or_path,
+                "selection": selector.summary() if selector else None,
                 "mntp_adapter": model_args.peft_model_name_or_path, "global_step": trainer.state.global_step,
                 "sources": {k: len(v) for k, v in datasets.items()},
                 "losses": [[e["step"], e["loss"]] for e in trainer.state.log_history if "loss" in e],
