@@ -38,6 +38,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/mntp_speed.py
 	$(PY) benchmarks/contrastive_speed.py --mini-batch-size 0 --group-by-length
 	$(PY) benchmarks/serve_load.py
+	$(PY) benchmarks/bulk_encode.py --n 3000
+	$(PY) benchmarks/mntp_plan_check.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -266,10 +266,10 @@ class MNTPPlan:
         for key, label in labels.items():
             if key == "gathered" and not self.sharded:
                 continue
-            lines.append(f"    {label:<40} {self.memory[key] / GIB:8.2f} GiB")
-        lines.append(f"    {'peak of the above':<40} {self.peak / GIB:8.2f} GiB")
-        lines.append(f"    {'+ CUDA context, workspaces, fragmentation':<40} {self.overhead / GIB:8.2f} GiB")
-        lines.append(f"    {'total':<40} {self.total / GIB:8.2f} GiB")
+            lines.append(f"    {label:<44} {self.memory[key] / GIB:8.2f} GiB")
+        lines.append(f"    {'peak (logits and a recomputed layer: apart)':<44} {self.peak / GIB:8.2f} GiB")
+        lines.append(f"    {'+ CUDA context, workspaces, fragmentation':<44} {self.overhead / GIB:8.2f} GiB")
+        lines.append(f"    {'total':<44} {self.total / GIB:8.2f} GiB")
         if self.gpu_memory is not None:
             verdict = "FITS" if self.fits else "DOES NOT FIT"
             lines.append(f"  verdict: {verdict} in {self.gpu_memory / GIB:.0f} GiB "
