@@ -45,10 +45,11 @@ class Hit:
 
     @property
     def citation(self) -> str:
-        """``file#chunk`` (``file:line#chunk`` for a JSONL record), the file relative to the working folder."""
+        """``file#chunk`` (``file:line#chunk`` for a JSONL record); a file under the working folder relative to it."""
         source = self.payload.get("source", "?")
         try:
-            source = os.path.relpath(source)
+            relative = os.path.relpath(source)
+            source = source if relative.startswith("..") else relative
         except ValueError:  # another drive (Windows)
             pass
         record = self.payload.get("record")
