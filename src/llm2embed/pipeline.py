@@ -31,9 +31,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .pipeline_evaluation import baseline_specs, check_evaluation_data, evaluate_run, stage_selection
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["STAGES", "default_config", "load_pipeline_config", "run_pipeline"]
+__all__ = ["STAGES", "baseline_specs", "check_evaluation_data", "default_config", "load_pipeline_config",
+           "run_pipeline"]
 
 STAGES = ("mntp", "simcse", "supervised")
 MARKER = "llm2embed_stage.json"
@@ -267,7 +270,7 @@ def run_pipeline(config: dict[str, Any] | None = None, output: str | os.PathLike
             _write_marker(folder, {"key": key, "complete": True, "seconds": round(seconds, 1)})
             summary["stages"][stage] = {"skipped": False, "seconds": round(seconds, 1)}
             echo(f"[{index}/{len(stages)}] {stage}: finished in {seconds / 60:.1f} min")
-        selection = _selection(folder)
+        selection = stage_selection(folder)
         if selection:
             summary["stages"][stage]["selection"] = selection
             echo(f"[{index}/{len(stages)}] {stage}: kept step {selection['best_step']} "
@@ -278,98 +281,8 @@ def run_pipeline(config: dict[str, Any] | None = None, output: str | os.PathLike
     summary["final"] = str(final)
     summary["training_seconds"] = round(sum(v.get("seconds", 0) for v in summary["stages"].values()), 1)
     if evaluate:
-        summary["evaluation"] = _evaluate(config, out, [s for s, _ in stages], final, upstream, echo,
-                                          Path(cache_dir) if cache_dir else None)
+        summary["evaluation"] = evaluate_run(config, out, [s for s, _ in stages], final, echo,
+                                             Path(cache_dir) if cache_dir else None)
     summary["wall_seconds"] = round(time.perf_counter() - run_start, 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
     return summary
-
-
-def baseline_specs(config: dict[str, Any]) -> list[str]:
-    """The configured baselines, or the training-free ones of the config's model: untrained (as converted),
-    causal with mean pooling, and PromptEOL (causal, template, last token)."""
-    baselines = (config.get("evaluation") or {}).get("baselines")
-    if baselines is not None:
-        return list(baselines)
-    model = str(config["model"])
-    return [model, f"{model}:causal", f"{model}:prompteol"]
-
-
-def check_evaluation_data(config: dict[str, Any], echo=print) -> dict[str, Any]:
-    """Load the STS-B data the run needs before any training, so an offline machine learns it at once.
-
-    Returns the config with what cannot be had switched off (STS-B scores, dev selection), after saying so
-    and how to provide it.
-    """
-    from .public_data import DataUnavailableError, load_stsb
-
-    config = copy.deepcopy(config)
-    ev = config.setdefault("evaluation", {}) or {}
-    config["evaluation"] = ev
-    wants_test = any(t == "stsb" for t in (ev.get("stage_tasks") or []) + (ev.get("final_tasks") or []))
-    wants_dev = ev.get("selection") == "stsb-dev" and any(config.get(s) for s in STAGES[1:])
-    for split, wanted in (("test", wants_test), ("dev", wants_dev)):
-        if not wanted:
-            continue
-        try:
-            load_stsb(split)
-        except DataUnavailableError as exc:
-            if split == "test":
-                echo(f"WARNING: no STS-B scores in this run. {exc}")
-                ev["stage_tasks"] = [t for t in ev.get("stage_tasks") or [] if t != "stsb"]
-                ev["final_tasks"] = [t for t in ev.get("final_tasks") or [] if t != "stsb"]
-            else:
-                echo(f"WARNING: no dev-set selection in this run (each stage keeps its last step). {exc}")
-                ev["selection"] = None
-    return config
-
-
-def _evaluate(config, out: Path, stages: list[str], final, key: str, echo,
-              cache_dir: Path | None = None) -> dict[str, Any]:
-    """Every stage on the stage tasks (STS-B), the final encoder and baselines on the final tasks."""
-    from .evaluation.runner import run_eval
-
-    ev = config.get("evaluation") or {}
-    stage_tasks = list(ev.get("stage_tasks") or [])
-    final_tasks = list(ev.get("final_tasks") or [])
-    results: dict[str, Any] = {}
-    baselines = baseline_specs(config)
-    reduced = ev.get("reduced_precision")
-    reduced_name = f"{final}:{reduced}" if reduced else None
-    cache = cache_dir or out / "report" / "embeddings"  # the final report reuses the stage report's embeddings
-    if stage_tasks and stages:
-        # in pipeline order, so the report's bars read left to right: baselines, each stage, reduced precision
-        models = baselines + [str(out / s / "encoder") for s in stages] + ([reduced_name] if reduced else [])
-        results["stages"] = run_eval(models[0], tasks=stage_tasks, baselines=models[1:],
-                                     report_dir=out / "report", cache_dir=cache, echo=echo)
-        if reduced:
-            results["reduced_precision"] = _precision_gap(results["stages"], str(final), reduced_name, reduced)
-            gap = results["reduced_precision"]
-            echo("reduced precision: " + ", ".join(f"{task} {d['float32']:.2f} -> {d[reduced]:.2f} "
-                                                    f"({d['difference']:+.2f})" for task, d in gap.items()))
-    if final_tasks:
-        trained_free = [b for b in baselines if b != str(config["model"])]  # the untrained bidirectional: STS only
-        results["final"] = run_eval(str(final), tasks=final_tasks, baselines=trained_free,
-                                    report_dir=out / "report" / "final", cache_dir=cache, echo=echo)
-    return results
-
-
-def _selection(folder: Path) -> dict[str, Any] | None:
-    """The dev-set selection a contrastive stage recorded (which step was kept, its dev score)."""
-    try:
-        meta = json.loads((folder / "llm2embed_contrastive.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    selection = meta.get("selection")
-    return selection if selection and selection.get("best_step") is not None else None
-
-
-def _precision_gap(results: dict[str, Any], full: str, reduced: str, dtype: str) -> dict[str, dict[str, float]]:
-    """Main score of the final encoder in float32 and in reduced precision (model ``reduced``), per task."""
-    gap = {}
-    for task, info in results["tasks"].items():
-        metric = info["main_metric"]
-        a = results["models"][full]["scores"][task][metric]
-        b = results["models"][reduced]["scores"][task][metric]
-        gap[task] = {"float32": a, dtype: b, "difference": b - a}
-    return gap
