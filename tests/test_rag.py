@@ -189,6 +189,18 @@ def test_errors_name_the_bad_input(dual, tiny_encoder, tmp_path):
         open_store(tmp_path / "file")
 
 
+def test_cli_errors(tmp_path, capsys):
+    from llm2embed.cli import main
+
+    with open_store(tmp_path / "busy"):  # Qdrant's local mode: one process (client) at a time
+        assert main(["rag", "ask", "x", "--store", str(tmp_path / "busy")]) == 2
+    assert "already accessed" in capsys.readouterr().err
+    assert main(["rag", "ask", "x", "--store", str(tmp_path / "s"), "--k", "0"]) == 2
+    assert "--k must be >= 1" in capsys.readouterr().err
+    assert main(["rag", "index", str(tmp_path / "missing"), "--store", str(tmp_path / "s")]) == 2
+    assert "missing does not exist" in capsys.readouterr().err
+
+
 def test_default_model_prefers_the_pipeline_encoder(tiny_encoder, tmp_path):
     assert default_model(tmp_path / "none")[0] == "smollm2-135m"
     run = tmp_path / "run"

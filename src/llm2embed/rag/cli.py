@@ -47,10 +47,26 @@ def add_rag_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def cmd_rag_index(args) -> int:
+def _open(args, **kwargs):
+    """The RAG for a command, or ``None`` after printing why the store cannot be opened (e.g. it is open
+    in another process: Qdrant's local mode allows one at a time)."""
+    import sys
+
     from .engine import RAG
 
-    with RAG(args.store, model=args.model, chunk_tokens=args.chunk_tokens, overlap=args.overlap) as rag:
+    try:
+        return RAG(args.store, model=args.model, **kwargs)
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
+def cmd_rag_index(args) -> int:
+    """``llm2embed rag index PATHS... --store DIR [--model M]``: prints what was indexed, skipped, removed."""
+    rag = _open(args, chunk_tokens=args.chunk_tokens, overlap=args.overlap)
+    if rag is None:
+        return 2
+    with rag:
         report = rag.index(args.paths, progress=not args.quiet, batch_size=args.batch_size)
         print(f"{report.files} files: {report.indexed} indexed ({report.chunks} chunks), {report.skipped} unchanged, "
               f"{report.removed} removed; the store holds {rag.store.count()} chunks")
@@ -58,11 +74,15 @@ def cmd_rag_index(args) -> int:
 
 
 def cmd_rag_ask(args) -> int:
-    from .engine import Answer, RAG
+    """``llm2embed rag ask "QUESTION" --store DIR [--k 4]``: prints the answer and its sources."""
+    from .engine import Answer
 
     if args.k < 1:
         raise ValueError(f"--k must be >= 1, got {args.k}")
-    with RAG(args.store, model=args.model, instruction=args.instruction) as rag:
+    rag = _open(args, instruction=args.instruction)
+    if rag is None:
+        return 2
+    with rag:
         if args.retrieve_only:
             answer = Answer(args.question, "(retrieval only)", rag.retrieve(args.question, args.k))
         else:
