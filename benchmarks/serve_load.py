@@ -12,6 +12,11 @@ with a fixed seed; no sentence is sent twice, so nothing is answered from a cach
 stopped at the end. Then, in this process with the server gone, ``Encoder.encode`` (batch 32) embeds the
 same sentences that were served, and the ratio of served to offline sentences/s is printed.
 
+With ``--chat-clients N`` (default 5; 0 turns it off) the server runs with ``--generate`` and N chat clients
+send ``--chat-requests`` greedy chat completions of ``--chat-tokens`` tokens each to ``/v1/chat/completions``
+at the same time: both endpoints from the same weights; the chat failures are counted too (target 0). Chat
+calls share the model thread, so the served/offline ratio of the embeddings drops while they run.
+
 Prints requests/s, served sentences/s, latency p50/p99, failures (any non-200 or transport error; target 0),
 the server's batching statistics, the served/offline ratio (target >= 0.8) and the machine's load average
 (served and offline run one after the other: other work on the machine skews the ratio).
@@ -70,6 +75,8 @@ def start_server(args, port: int, log_path: Path) -> subprocess.Popen:
            "--log-level", "warning", "--max-batch-size", str(args.max_batch_size),
            "--max-wait-ms", str(args.max_wait_ms), "--quiet-ms", str(args.quiet_ms),
            "--encode-batch-size", str(args.batch_size), "--encode-batch-tokens", str(args.batch_tokens)]
+    if args.chat_clients:  # chat completions from the same weights (a DualModel)
+        cmd += ["--generate"]
     log = open(log_path, "w")
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
 
@@ -125,6 +132,49 @@ async def run_clients(url, model_name, plan, time_limit, grace, encoding_format)
     return time.monotonic() - start, latencies, failures, served, not_sent
 
 
+async def run_chat_clients(url, model_name, questions, clients, requests, max_tokens, time_limit, grace):
+    """``clients`` concurrent chat clients, ``requests`` chat completions each (greedy, ``max_tokens``)."""
+    import httpx
+
+    latencies, failures, tokens = [], [], 0
+    send_deadline = time.monotonic() + time_limit
+    async with httpx.AsyncClient(timeout=httpx.Timeout(time_limit + grace)) as http:
+        async def client(c):
+            nonlocal tokens
+            for i in range(requests):
+                if time.monotonic() >= send_deadline:
+                    return
+                question = questions[(c * requests + i) % len(questions)]
+                payload = {"model": model_name, "max_tokens": max_tokens, "temperature": 0,
+                           "messages": [{"role": "user", "content": f"Say something about: {question}"}]}
+                t0 = time.monotonic()
+                try:
+                    r = await http.post(url + "/v1/chat/completions", json=payload)
+                    body = r.json() if r.status_code == 200 else None
+                    ok = body is not None and body["choices"][0]["message"]["content"] is not None
+                    reason = None if ok else f"HTTP {r.status_code}: {r.text[:200]}"
+                except Exception as exc:  # transport error or time-out: a failure, keep going
+                    reason = f"{type(exc).__name__}: {exc}"[:200]
+                if reason is None:
+                    latencies.append(time.monotonic() - t0)
+                    tokens += body["usage"]["completion_tokens"]
+                else:
+                    failures.append(reason)
+
+        await asyncio.gather(*(client(c) for c in range(clients)))
+    return {"completed": len(latencies), "failures": failures, "tokens": tokens, "latencies": latencies}
+
+
+async def run_mixed(url, model_name, plan, args):
+    """The embedding clients and (``--chat-clients``) the chat clients at the same time."""
+    questions = [s for client in plan for request in client for s in request][::7] or ["hello"]
+    chat = run_chat_clients(url, model_name, questions, args.chat_clients, args.chat_requests, args.chat_tokens,
+                            args.time_limit, args.grace) if args.chat_clients else asyncio.sleep(0, None)
+    embeddings, chat_result = await asyncio.gather(
+        run_clients(url, model_name, plan, args.time_limit, args.grace, args.encoding_format), chat)
+    return (*embeddings, chat_result)
+
+
 def percentile(values, q):
     if not values:
         return float("nan")
@@ -151,6 +201,11 @@ def main() -> None:
     parser.add_argument("--batch-tokens", type=int, default=512, help="padded tokens per forward pass (served)")
     parser.add_argument("--encoding-format", default="base64", choices=["base64", "float"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--chat-clients", type=int, default=5,
+                        help="concurrent chat clients on /v1/chat/completions (server started with --generate; "
+                             "0: embeddings only)")
+    parser.add_argument("--chat-requests", type=int, default=4, help="chat completions per chat client")
+    parser.add_argument("--chat-tokens", type=int, default=16, help="max_tokens of each chat completion")
     args = parser.parse_args()
 
     import httpx
@@ -177,8 +232,7 @@ def main() -> None:
             httpx.post(url + "/v1/embeddings", json={"model": name, "input": warm}, timeout=600).raise_for_status()
             before = httpx.get(url + "/health", timeout=10).json()["stats"]
             client_cpu = time.process_time()
-            elapsed, latencies, failures, served, not_sent = asyncio.run(
-                run_clients(url, name, plan, args.time_limit, args.grace, args.encoding_format))
+            elapsed, latencies, failures, served, not_sent, chat = asyncio.run(run_mixed(url, name, plan, args))
             client_cpu = time.process_time() - client_cpu
             after = httpx.get(url + "/health", timeout=30).json()["stats"]
         finally:
@@ -215,6 +269,13 @@ def main() -> None:
     print(f"failures {len(failures)}, not sent (time limit) {not_sent}")
     for reason in sorted(set(failures))[:5]:
         print(f"  {failures.count(reason)}x {reason}")
+    if chat:
+        print(f"chat (same weights, at the same time): {args.chat_clients} clients x {args.chat_requests} requests "
+              f"of max_tokens {args.chat_tokens}: completed {chat['completed']}, failures {len(chat['failures'])}, "
+              f"{chat['tokens']} tokens, latency p50 {percentile(chat['latencies'], 50) * 1000:.0f} ms, "
+              f"p99 {percentile(chat['latencies'], 99) * 1000:.0f} ms")
+        for reason in sorted(set(chat["failures"]))[:5]:
+            print(f"  {chat['failures'].count(reason)}x {reason}")
     if batches:
         busy = after["encode_seconds"] - before["encode_seconds"]
         server_cpu = after["process_cpu_seconds"] - before["process_cpu_seconds"]
@@ -230,7 +291,9 @@ def main() -> None:
     print(json.dumps({"requests_per_s": completed / elapsed, "p50_ms": percentile(latencies, 50) * 1000,
                       "p99_ms": percentile(latencies, 99) * 1000, "failures": len(failures), "not_sent": not_sent,
                       "served_sentences_per_s": served_rate, "offline_sentences_per_s": offline_rate,
-                      "ratio": served_rate / offline_rate}))
+                      "ratio": served_rate / offline_rate,
+                      "chat_completed": chat["completed"] if chat else 0,
+                      "chat_failures": len(chat["failures"]) if chat else 0}))
 
 
 if __name__ == "__main__":
