@@ -4,6 +4,8 @@
 import json
 import os
 import signal
+import subprocess
+import sys
 
 import numpy as np
 import pyarrow as pa
@@ -160,8 +162,7 @@ def test_ray_workers_match_single_process_and_survive_a_killed_worker(tmp_path, 
     check_complete(out, reference)
 
 
-def test_ray_interrupted_run_resumes_without_redoing_complete_shards(tmp_path, encoder_dir, reference, ray_cluster,
-                                                                     capsys):
+def test_ray_interrupted_run_resumes_without_redoing_complete_shards(tmp_path, encoder_dir, reference, ray_cluster):
     corpus = write_corpus(tmp_path / "corpus")
     out = tmp_path / "emb"
     seen = []
@@ -178,10 +179,13 @@ def test_ray_interrupted_run_resumes_without_redoing_complete_shards(tmp_path, e
     total = len(json.loads((out / "plan.json").read_text())["shards"])
     assert 3 <= len(done) < total and not (out / "_SUCCESS.json").exists()
 
-    capsys.readouterr()
-    assert main(["encode", encoder_dir, "--input", str(corpus), "--output", str(out), "--engine", "ray",
-                 "--workers", "2", "--shard-rows", "8", "--quiet"]) == 0
-    printed = capsys.readouterr().out
+    # the same command from a second driver (a new process) that joins the running cluster by its address
+    address = ray_cluster.get_runtime_context().gcs_address
+    run = subprocess.run([sys.executable, "-m", "llm2embed.cli", "encode", encoder_dir, "--input", str(corpus),
+                          "--output", str(out), "--engine", "ray", "--address", address, "--workers", "2",
+                          "--shard-rows", "8", "--quiet"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    printed = run.stdout
     summary = json.loads((out / "_SUCCESS.json").read_text())
     print(f"first run interrupted after {len(done)} of {total} shards; resumed: {printed.strip()}")
     assert summary["skipped"] >= len(done) and summary["written"] == total - summary["skipped"]
