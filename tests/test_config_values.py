@@ -23,6 +23,7 @@ CLASSES = [ModelArguments, DataArguments, MNTPArguments]
     ("mlm_probability", 0.0, "a probability in (0, 1)"),
     ("per_device_train_batch_size", 0, "a count >= 1"),
     ("stop_after_n_steps", -3, "a count >= 1"),
+    ("lora_r", -1, "a number >= 0"),
     ("learning_rate", -1e-4, "a number > 0"),
 ])
 def test_each_wrong_value_is_named(key, value, expected, tmp_path):

@@ -64,3 +64,18 @@ def test_selection_state_survives_a_resume_and_fresh_drops_it(llama_folder, tmp_
 def test_test_split_never_chooses(llama_folder, tmp_path, dev_file):
     with pytest.raises(ValueError, match="must never choose a model"):
         train_contrastive(simcse_config(llama_folder, tmp_path, dev_file, eval_dataset="stsb"), mode="simcse")
+
+
+def test_full_fine_tuning_selects_and_resumes(llama_folder, tmp_path, dev_file):
+    """``lora_r: 0`` trains every weight: checkpoints hold the whole model, selection and resume still work."""
+    config = simcse_config(llama_folder, tmp_path, dev_file, lora_r=0, stop_after_n_steps=2, learning_rate=1e-3)
+    train_contrastive(config, mode="simcse")
+    assert (tmp_path / "out/checkpoint-2/model.safetensors").is_file()
+    train_contrastive({**config, "stop_after_n_steps": 4}, mode="simcse")  # resumes from the full checkpoint
+    meta = json.loads((tmp_path / "out/llm2embed_contrastive.json").read_text())
+    assert meta["global_step"] == 4 and [int(s) for s, _ in meta["selection"]["history"]] == [0, 1, 2, 3, 4]
+    assert (tmp_path / "out/best/model.safetensors").is_file()
+    assert not (tmp_path / "out/encoder/adapter").exists()
+    saved = Encoder.from_pretrained(tmp_path / "out/encoder")
+    assert evaluate_sts(saved, load_sts(dev_file))["spearman"] == pytest.approx(meta["selection"]["best_score"],
+                                                                             abs=0.05)

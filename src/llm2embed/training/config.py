@@ -171,13 +171,14 @@ def _strip_optional(tp):
 
 # value ranges checked for every config, by key: counts >= 1, rates in [0, 1), probabilities in (0, 1),
 # positive reals. max_steps is left out on purpose: transformers uses -1 for "not set".
-COUNT_KEYS = {"lora_r", "lora_alpha", "stop_after_n_steps", "max_seq_length", "encoder_max_length",
+COUNT_KEYS = {"lora_alpha", "stop_after_n_steps", "max_seq_length", "encoder_max_length",
               "mini_batch_size", "per_device_train_batch_size", "per_device_eval_batch_size",
               "gradient_accumulation_steps", "max_train_samples", "max_eval_samples", "eval_every_n_steps",
               "preprocessing_num_workers", "logging_steps"}
 RATE_KEYS = {"lora_dropout", "simcse_dropout", "warmup_ratio", "weight_decay"}
 PROBABILITY_KEYS = {"mlm_probability"}
 POSITIVE_KEYS = {"learning_rate", "loss_scale", "num_train_epochs", "max_grad_norm"}
+NON_NEGATIVE_KEYS = {"lora_r"}  # 0: full fine-tuning (contrastive stages)
 
 
 def _type_name(tp) -> str:
@@ -228,6 +229,8 @@ def check_value(key: str, value: Any, tp, where: str = "config") -> Any:
             raise fail("a probability in (0, 1)")
         if key in POSITIVE_KEYS and value <= 0:
             raise fail("a number > 0")
+        if key in NON_NEGATIVE_KEYS and value < 0:
+            raise fail("a number >= 0")
     return value
 
 

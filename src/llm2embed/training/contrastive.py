@@ -66,7 +66,7 @@ class ContrastiveArguments:
     simcse_dropout: float = field(default=0.1, metadata={"help": "attention dropout giving the two SimCSE views"})
     loss_scale: float = field(default=50.0, metadata={"help": "1 / temperature of the InfoNCE loss"})
     loss_class: str = field(default="HardNegativeNLLLoss", metadata={"help": "accepted for compatibility"})
-    lora_r: int = field(default=8, metadata={"help": "LoRA rank"})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank; 0 fine-tunes every weight instead (no LoRA)"})
     lora_alpha: int | None = field(default=None, metadata={"help": "LoRA alpha (default 2 * lora_r)"})
     lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout"})
     stop_after_n_steps: int = field(default=10000, metadata={"help": "stop after this many optimizer steps"})
@@ -185,8 +185,10 @@ def build_training_encoder(model_args: ModelArguments, args: ContrastiveArgument
         merge_peft=True, enable_bidirectional=args.bidirectional,
         pooling_mode=args.pooling_mode, prompt_template=args.prompt_template,
         max_length=args.max_seq_length, trust_remote_code=model_args.trust_remote_code, **kwargs)
-    transformer = encoder.st_model[0]
-    transformer.model = add_lora(transformer.model, r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout)
+    if args.lora_r > 0:
+        transformer = encoder.st_model[0]
+        transformer.model = add_lora(transformer.model, r=args.lora_r, alpha=args.lora_alpha,
+                                     dropout=args.lora_dropout)
     return encoder
 
 
@@ -222,9 +224,10 @@ def _trainer_class():
         """Checkpoints hold only the LoRA adapter; resuming loads it back into the model in memory."""
 
         def _load_from_checkpoint(self, checkpoint_path: str) -> None:
-            peft_model = self.model[0].model
-            state = load_file(os.path.join(checkpoint_path, "adapter_model.safetensors"))
-            set_peft_model_state_dict(peft_model, state)
+            adapter = os.path.join(checkpoint_path, "adapter_model.safetensors")
+            if not os.path.isfile(adapter):  # full fine-tuning (lora_r: 0): the trainer's own loading
+                return super()._load_from_checkpoint(checkpoint_path)
+            set_peft_model_state_dict(self.model[0].model, load_file(adapter))
 
     return ContrastiveTrainer
 

@@ -30,7 +30,8 @@ import torch.nn.functional as F
 from .lora import add_lora
 from .runs import prepare_run, stop_after_n_steps, wait_for_all_processes
 from .sharding import full_adapter_state
-from .config import DataArguments, MNTPArguments, ModelArguments, choose_attn_implementation, parse_config
+from .config import (ConfigError, DataArguments, MNTPArguments, ModelArguments, choose_attn_implementation,
+                     parse_config)
 
 logger = logging.getLogger(__name__)
 
@@ -237,6 +238,8 @@ def load_mntp_model(model_args: ModelArguments, mntp_args: MNTPArguments, seed: 
     if mntp_args.bidirectional:
         enable_bidirectional(model)
     model.config.use_cache = False
+    if mntp_args.lora_r < 1:
+        raise ConfigError(f"MNTP trains a LoRA adapter: lora_r must be >= 1, got {mntp_args.lora_r}")
     peft_decoder = add_lora(decoder, r=mntp_args.lora_r, alpha=mntp_args.lora_alpha, dropout=mntp_args.lora_dropout)
     for p in model.get_output_embeddings().parameters():
         p.requires_grad_(False)

@@ -16,7 +16,8 @@ logger = logging.getLogger(__name__)
 __all__ = ["REQUIRED_CHECKPOINT_FILES", "close_distributed", "last_complete_checkpoint", "prepare_run",
            "stop_after_n_steps", "wait_for_all_processes"]
 
-REQUIRED_CHECKPOINT_FILES = ("trainer_state.json", "adapter_model.safetensors")
+REQUIRED_CHECKPOINT_FILES = ("trainer_state.json",)
+WEIGHT_FILES = ("adapter_model.safetensors", "model.safetensors")  # LoRA training, or full fine-tuning
 
 
 def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
@@ -27,7 +28,8 @@ def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
     found = []
     for child in folder.iterdir():
         step = child.name.removeprefix("checkpoint-")
-        if child.is_dir() and step.isdigit() and all((child / f).is_file() for f in REQUIRED_CHECKPOINT_FILES):
+        if (child.is_dir() and step.isdigit() and all((child / f).is_file() for f in REQUIRED_CHECKPOINT_FILES)
+                and any((child / f).is_file() for f in WEIGHT_FILES)):
             found.append((int(step), child))
     return str(max(found)[1]) if found else None
 

@@ -4,7 +4,7 @@ This is what the SimCSE authors do (STS-B dev every 250 steps, best checkpoint k
 high-learning-rate run dependable: the run may drift after its best point, the kept weights do not. Only dev
 data is ever used to choose; test scores are reported, never selected on.
 
-The best LoRA weights are written to ``output_dir/best/`` (``adapter_model.safetensors`` and
+The best weights (the LoRA adapter, or every weight with full fine-tuning) are written to ``output_dir/best/`` (``adapter_model.safetensors`` and
 ``selection.json``, each atomically) whenever the dev score improves, so a resumed run keeps its history.
 At the end of training the best weights are loaded back before the encoder is saved.
 
@@ -30,7 +30,8 @@ __all__ = ["DevSelector", "load_dev_pairs"]
 
 BEST_DIR = "best"
 SELECTION_FILE = "selection.json"
-ADAPTER_FILE = "adapter_model.safetensors"
+ADAPTER_FILE = "adapter_model.safetensors"  # LoRA training
+FULL_FILE = "model.safetensors"  # full fine-tuning (lora_r: 0)
 
 
 def load_dev_pairs(name: str):
@@ -77,21 +78,31 @@ class DevSelector:
         self.best_step, self.best_score = data.get("best_step"), float(data.get("best_score", -math.inf))
 
     def _write(self, save_weights: bool) -> None:
-        from peft import get_peft_model_state_dict
         from safetensors.torch import save_file
 
         self.folder.mkdir(parents=True, exist_ok=True)
         if save_weights:
-            state = {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(self._peft()).items()}
-            tmp = self.folder / f".{ADAPTER_FILE}.tmp"
-            save_file(state, str(tmp))
-            os.replace(tmp, self.folder / ADAPTER_FILE)
+            name, state = self._trained_state()
+            tmp = self.folder / f".{name}.tmp"
+            save_file({k: v.detach().cpu().clone().contiguous() for k, v in state.items()}, str(tmp))
+            os.replace(tmp, self.folder / name)
         tmp = self.folder / f".{SELECTION_FILE}.tmp"
         tmp.write_text(json.dumps(self.summary(), indent=2) + "\n")
         os.replace(tmp, self.folder / SELECTION_FILE)
 
-    def _peft(self):
+    def _model(self):
         return self.encoder.st_model[0].model
+
+    def _is_lora(self) -> bool:
+        return hasattr(self._model(), "peft_config")
+
+    def _trained_state(self) -> tuple[str, dict]:
+        """(file name, the weights training changes): the LoRA adapter, or every weight (full fine-tuning)."""
+        if self._is_lora():
+            from peft import get_peft_model_state_dict
+
+            return ADAPTER_FILE, get_peft_model_state_dict(self._model())
+        return FULL_FILE, self._model().state_dict()
 
     # ---------------------------------------------------------------- scoring
     def score(self) -> float:
@@ -130,13 +141,17 @@ class DevSelector:
 
     def restore_best(self) -> None:
         """Load the best weights back into the model (nothing to do when the last evaluation was the best)."""
-        from peft import set_peft_model_state_dict
         from safetensors.torch import load_file
 
-        path = self.folder / ADAPTER_FILE
+        path = self.folder / (ADAPTER_FILE if self._is_lora() else FULL_FILE)
         if self.best_step is None or not path.is_file():
             return
-        set_peft_model_state_dict(self._peft(), load_file(str(path)))
+        if self._is_lora():
+            from peft import set_peft_model_state_dict
+
+            set_peft_model_state_dict(self._model(), load_file(str(path)))
+        else:
+            self._model().load_state_dict(load_file(str(path)))
 
     def summary(self) -> dict[str, Any]:
         """``{"metric", "every", "best_step", "best_score", "history": [[step, score], ...]}``."""
