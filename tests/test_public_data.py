@@ -122,3 +122,12 @@ def test_supervised_dataset_name_nli(no_local_data, tmp_path, monkeypatch):
     data = load_pairs(ContrastiveArguments(dataset_name="nli", max_train_samples=3), "supervised")
     assert list(data) == ["nli"] and len(data["nli"]) == 3 and data["nli"].column_names == ["anchor", "positive",
                                                                                            "negative"]
+
+
+def test_supervised_stsb_train_pairs_from_the_hub_scale(no_local_data):
+    from llm2embed.training.contrastive import ContrastiveArguments, load_pairs
+
+    rows = {"sentence1": ["a", "b", "c"], "sentence2": ["x", "y", "z"], "score": [0.9, 0.5, 0.8]}  # 0-1 scale
+    public_data.set_hub_loader(lambda name, split: Dataset.from_dict(rows))
+    data = load_pairs(ContrastiveArguments(dataset_name="stsb-train"), "supervised")["stsb_train"]
+    assert sorted(data["anchor"]) == ["a", "c"] and "negative" not in data.column_names

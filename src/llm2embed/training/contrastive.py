@@ -46,7 +46,8 @@ class ContrastiveArguments:
     """The official run_simcse.py / run_supervised.py keys (plus a few of ours)."""
 
     dataset_name: str | None = field(default=None, metadata={
-        "help": "wiki (embedded corpus, SimCSE), nli (NLI triplets: local copy or the Hub, supervised) or a path"})
+        "help": "wiki (embedded corpus, SimCSE); nli (NLI triplets) or stsb-train (STS-B train pairs scored >= 4) "
+                "for supervised: local copy or the Hub; or a path"})
     dataset_file_path: str | None = field(default=None, metadata={"help": ".txt sentences, .jsonl triplets or a folder"})
     max_seq_length: int | None = field(default=128, metadata={"help": "longest training input in tokens"})
     encoder_max_length: int | None = field(default=None, metadata={
@@ -138,6 +139,8 @@ def load_pairs(args: ContrastiveArguments, mode: str, seed: int = 42) -> dict[st
         if args.max_train_samples:
             ds = ds.select(range(min(len(ds), args.max_train_samples)))
         return {"sentences": ds}
+    if source.lower() == "stsb-train":  # STS-B train pairs scored >= 4 of 5 as positives (in-batch negatives)
+        return {"stsb_train": _triplet_dataset(stsb_train_positives(), args, seed)}
     if source.lower() in ("nli", "snli"):  # local copy or the public Hub copy (llm2embed.public_data)
         from ..public_data import load_nli_triplets
 
@@ -152,6 +155,20 @@ def load_pairs(args: ContrastiveArguments, mode: str, seed: int = 42) -> dict[st
     for f in files:
         out[re.sub(r"\W+", "_", f.stem)] = _triplet_dataset(_read_jsonl(f), args, seed)
     return out
+
+
+def stsb_train_positives(min_score: float = 4.0) -> list[dict[str, str]]:
+    """STS-B *train* pairs with a gold score of at least ``min_score`` (0-5 scale) as query/positive rows.
+
+    In-domain for STS-B, so results trained on it are reported apart from the NLI-only ones.
+    """
+    from ..public_data import load_stsb
+
+    pairs = load_stsb("train")
+    top = float(max(pairs.scores)) if len(pairs) else 5.0
+    scale = 5.0 / top if top <= 1.0 else 1.0  # the Hub copy scores 0-1
+    return [{"query": a, "positive": b} for a, b, score in zip(pairs.sentences1, pairs.sentences2, pairs.scores)
+            if score * scale >= min_score]
 
 
 def _triplet_dataset(rows: list[dict], args: ContrastiveArguments, seed: int):
