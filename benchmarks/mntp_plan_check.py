@@ -6,6 +6,8 @@ Cases (the reference MNTP settings scaled to a CPU: batch 1, max_seq_length 512,
 0.8, LoRA r 16, gradient checkpointing on; Wikipedia train split):
 
 * ``smollm2-fp32`` / ``smollm2-bf16``: the embedded SmolLM2-135M with ``torch_dtype`` float32 / bfloat16;
+* ``smollm2-fp32-no-checkpointing``: as ``smollm2-fp32`` without gradient checkpointing, so that the
+  activations of all 30 layers, not the masked logits, set the peak;
 * ``llama3-width-2l``: a random-init model with Llama-3-8B's width (hidden 4096, intermediate 14336, 32 heads,
   8 kv heads, vocabulary 128256) and 2 layers, bfloat16 (1.49B parameters, most of them in the embeddings
   and the LM head); built from its config, the SmolLM2 tokenizer feeds it.
@@ -34,7 +36,7 @@ from pathlib import Path
 LLAMA3_WIDTH = {"hidden_size": 4096, "intermediate_size": 14336, "num_attention_heads": 32,
                 "num_key_value_heads": 8, "vocab_size": 128256, "num_hidden_layers": 2,
                 "max_position_embeddings": 8192, "rope_theta": 500000.0, "tie_word_embeddings": False}
-CASES = ("smollm2-fp32", "smollm2-bf16", "llama3-width-2l")
+CASES = ("smollm2-fp32", "smollm2-bf16", "llama3-width-2l", "smollm2-fp32-no-checkpointing")
 
 
 def _status_kib(key: str) -> int:
@@ -50,7 +52,8 @@ def case_config(case: str, folder: str, steps: int) -> dict:
         "model_name_or_path": "smollm2-135m", "train_file": "wiki", "output_dir": os.path.join(folder, "out"),
         "per_device_train_batch_size": 1, "gradient_accumulation_steps": 1, "max_seq_length": 512,
         "mask_token_type": "blank", "data_collator_type": "all_mask", "mlm_probability": 0.8, "lora_r": 16,
-        "gradient_checkpointing": True, "torch_dtype": "float32" if case == "smollm2-fp32" else "bfloat16",
+        "gradient_checkpointing": not case.endswith("no-checkpointing"),
+        "torch_dtype": "float32" if case.startswith("smollm2-fp32") else "bfloat16",
         "attn_implementation": "sdpa", "stop_after_n_steps": steps, "max_train_samples": 64,
         "do_train": True, "do_eval": False, "eval_strategy": "no", "save_strategy": "no", "use_cpu": True,
         "disable_tqdm": True, "report_to": "none", "logging_steps": 1, "seed": 42,
