@@ -18,8 +18,8 @@ sentence-transformers, peft: about 0.6 GB here), so the one-process ratio cannot
 it is printed with and without the floor.
 
 **Switch cost.** In the dual process: the median time of one embed call of 32 STS-B sentences, and the median
-time of what a call adds to switch modes: taking the lock and entering + leaving ``disable_adapter()`` (the
-attention mode is a per-call keyword: it costs nothing extra). Also the median embed time right after a
+time of what a call adds to switch modes: taking the lock and switching the LoRA layers off and on again
+(``DualModel._adapter_off``; the attention mode is a per-call keyword: it costs nothing extra). Also the median embed time right after a
 generate call against right after an embed call. Target: switch < 1 % of the embed call.
 
 Without ``--encoder`` a saved encoder is made from the embedded default with a LoRA adapter (r 16 on every
@@ -187,7 +187,7 @@ def main() -> None:
           "(target <= 0.6)")
     share = dual["switch_ms"] / dual["embed32_ms"]
     print(f"embed call of 32 STS-B sentences: {dual['embed32_ms']:.1f} ms (median); mode switch (lock + "
-          f"disable_adapter enter/exit): {dual['switch_ms']:.3f} ms = {share * 100:.3f} % (target < 1 %)")
+          f"adapter off and on): {dual['switch_ms']:.3f} ms = {share * 100:.3f} % (target < 1 %)")
     print(f"embed right after a generate call {dual['embed_after_generate_ms']:.1f} ms vs right after an embed "
           f"call {dual['embed_after_embed_ms']:.1f} ms")
     print(json.dumps({"ratio": ratio, "ratio_two_processes": dual["peak_rss_mb"] / two, "switch_share": share, **{f"{k}_rss_mb": v["peak_rss_mb"]

@@ -294,10 +294,16 @@ class RAG:
 
 def build_messages(question: str, hits: Sequence[Hit]) -> list[dict[str, str]]:
     """The chat messages for an answer: numbered sources (citation and text), then the question."""
-    sources = "\n\n".join(f"[{i}] ({hit.citation})\n{hit.payload.get('text', '').strip()}"
+    sources = "\n\n".join(f"[{i}] ({_label(hit)})\n{hit.payload.get('text', '').strip()}"
                           for i, hit in enumerate(hits, 1))
     return [{"role": "system", "content": SYSTEM_PROMPT},
             {"role": "user", "content": f"Sources:\n\n{sources}\n\nQuestion: {question.strip()}"}]
+
+
+def _label(hit: Hit) -> str:
+    """A source's short name in the prompt: file name (and title); the printed citation has the full path."""
+    title = hit.payload.get("title")
+    return Path(str(hit.payload.get("source", "?"))).name + (f": {title}" if title else "")
 
 
 def _canonical_spec(model: str | os.PathLike) -> str:
