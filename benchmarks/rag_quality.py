@@ -103,7 +103,7 @@ def main() -> None:
                 rag.close()
                 del model
 
-        print(f"\n{len(texts)} queries, {rows[0][2]} chunks of {len(sample)} held-out articles\n")
+        print(f"\n{len(texts)} queries, {first_rag.store.count()} chunks of {len(sample)} held-out articles\n")
         print("| model | " + " | ".join(f"recall@{k}" for k in KS) + " |")
         print("| --- | " + " | ".join("---:" for _ in KS) + " |")
         for spec, scores, *_ in rows:
