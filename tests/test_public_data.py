@@ -75,6 +75,9 @@ def test_offline_message_names_every_way(no_local_data):
     assert "LLM2EMBED_STSB_DIR" in message and "shared/data/stsb" in message
     assert "sentence-transformers/stsb" in message and "sts-test.csv" in message
     assert calls == ["sentence-transformers/stsb"]  # offline: the second copy is not tried (each try costs ~25 s)
+    with pytest.raises(DataUnavailableError, match="unreachable earlier in this run"):
+        load_stsb("dev")
+    assert len(calls) == 1  # nor is the Hub asked again in the same run
 
 
 def test_eval_cli_offline_error(no_local_data, llama_folder, capsys):

@@ -43,6 +43,7 @@ NLI_HUB = ("sentence-transformers/all-nli", "triplet", "train")
 NLI_LOCAL = "nli/snli_triplets.jsonl"
 
 _hub_loader: Callable[..., Any] | None = None
+_hub_unreachable: str | None = None  # set by the first connection failure: later loads fail at once
 
 
 class DataUnavailableError(FileNotFoundError):
@@ -51,8 +52,8 @@ class DataUnavailableError(FileNotFoundError):
 
 def set_hub_loader(loader: Callable[..., Any] | None) -> None:
     """Replace ``datasets.load_dataset`` (tests; ``None`` restores it) and forget cached loads."""
-    global _hub_loader
-    _hub_loader = loader
+    global _hub_loader, _hub_unreachable
+    _hub_loader, _hub_unreachable = loader, None
     _load_stsb_cached.cache_clear()
 
 
@@ -113,13 +114,16 @@ def _load_stsb_cached(split: str):
     local = local_stsb_file(split)
     if local is not None:
         return load_sts(local), str(local)
-    errors = []
-    for dataset_id, splits in STSB_HUB:
+    global _hub_unreachable
+    errors = [f"not tried: the Hub was unreachable earlier in this run ({_hub_unreachable})"] if _hub_unreachable \
+        else []
+    for dataset_id, splits in STSB_HUB if not _hub_unreachable else ():
         try:
             rows = _load_dataset(dataset_id, split=splits[split])
         except Exception as exc:  # offline, renamed, gated: try the next copy, then explain
             errors.append(f"{dataset_id}: {type(exc).__name__}: {str(exc)[:200]}")
             if _is_offline(exc):
+                _hub_unreachable = f"{type(exc).__name__}: {str(exc)[:120]}"
                 break
             continue
         missing = {"sentence1", "sentence2", "score"} - set(rows.column_names)
@@ -166,17 +170,11 @@ def load_nli_triplets(limit: int | None = None) -> tuple[list[dict[str, str]], s
     Local file first (JSONL with those keys), else the Hub's ``sentence-transformers/all-nli`` (``triplet``
     subset, train split; ``limit`` rows at most, in the dataset's order).
     """
-    import json
+    from .jsonl import jsonl_rows
 
     local = nli_local_file()
     if local is not None:
-        rows = []
-        for lineno, line in enumerate(local.read_text(encoding="utf-8").splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{local}:{lineno} is not valid JSON: {exc}") from None
+        rows = [row for _, row in jsonl_rows(local.read_text(encoding="utf-8"), local)]
         return rows[:limit] if limit else rows, str(local)
     dataset_id, subset, split = NLI_HUB
     try:

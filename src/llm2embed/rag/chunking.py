@@ -21,7 +21,6 @@ tokenizer), not a detokenization.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -81,14 +80,10 @@ def read_documents(path: str | os.PathLike) -> list[Document]:
         raise ValueError(f"{path} is not UTF-8 text: {exc}") from None
     if path.suffix.lower() != ".jsonl":
         return [Document(content)] if content.strip() else []
+    from ..jsonl import jsonl_rows
+
     docs = []
-    for lineno, line in enumerate(content.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{lineno} is not valid JSON: {exc}") from None
+    for lineno, row in jsonl_rows(content, path):
         text = row.get("text", row.get("content")) if isinstance(row, dict) else None
         if not isinstance(text, str):
             raise ValueError(f"{path}:{lineno} needs a string 'text' (or 'content') field")

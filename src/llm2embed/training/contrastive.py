@@ -105,14 +105,10 @@ def wiki_train_sentences() -> list[str]:
 
 
 def _read_jsonl(path: Path) -> list[dict]:
+    from ..jsonl import jsonl_rows
+
     rows = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{lineno} is not valid JSON: {exc}") from None
+    for lineno, row in jsonl_rows(path.read_text(encoding="utf-8"), path):
         missing = {"query", "positive"} - set(row)
         if missing:
             raise ValueError(f"{path}:{lineno} lacks {sorted(missing)} (expected query, positive, negative)")
