@@ -38,14 +38,11 @@ from pathlib import Path
 
 
 def stsb_sentences() -> list[str]:
-    from llm2embed.evaluation.sts import default_stsb_dir, load_sts
+    from llm2embed.public_data import load_stsb
 
-    folder = default_stsb_dir()
-    if folder is None:
-        sys.exit("STS-B not found: set LLM2EMBED_STSB_DIR or run from the repo next to ../shared/data")
     seen: dict[str, None] = {}
     for split in ("train", "dev", "test"):
-        pairs = load_sts(folder / f"sts-{split}.csv")
+        pairs = load_stsb(split)
         for s in pairs.sentences1 + pairs.sentences2:
             if s.strip():
                 seen.setdefault(s.strip(), None)
