@@ -28,7 +28,7 @@ class ShardEncoder:
                  threads: int | None = None):
         import torch
 
-        from .encoder import Encoder
+        from ..encoder import Encoder
 
         if threads:
             torch.set_num_threads(max(1, int(threads)))
@@ -115,7 +115,7 @@ def _run_local(pending: list[Shard], folder: Path, model: str, load_kwargs: dict
                settings: dict[str, Any], progress, show_progress: bool) -> None:
     from tqdm.auto import tqdm
 
-    from .encoder import Encoder
+    from ..encoder import Encoder
 
     encoder = Encoder.from_pretrained(model, **load_kwargs)
     for shard in tqdm(pending, desc="Shards", unit="shard", disable=not show_progress):
@@ -234,7 +234,7 @@ def _explicit_kwargs(load_kwargs: dict[str, Any]) -> dict[str, Any]:
     the CLI then records the same plan)."""
     import inspect
 
-    from .encoder import Encoder
+    from ..encoder import Encoder
 
     defaults = {name: p.default for name, p in inspect.signature(Encoder.from_pretrained).parameters.items()}
     return {k: v for k, v in load_kwargs.items() if not (k in defaults and defaults[k] == v) and v is not None}
