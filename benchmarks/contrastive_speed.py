@@ -1,45 +1,91 @@
-"""SimCSE training speed on the embedded default model (CPU, fp32).
+"""SimCSE training speed on the embedded default model (CPU), the official run_simcse.py and llm2embed side by side.
 
     python benchmarks/contrastive_speed.py [--steps 20] [--warmup 3] [--mntp-adapter DIR] [--mini-batch-size 8]
                                            [--group-by-length] [--bf16]
+    python benchmarks/contrastive_speed.py --steps 2 --warmup 1 --batch-size 4 --seq-len 32   # smoke run
+    python benchmarks/contrastive_speed.py --skip-official                                     # ours only
 
-``--group-by-length`` (batches of similar-length sentences: same data, less padding) and ``--bf16`` (bfloat16
-autocast, fp32 master weights) are not part of the reference settings; the default pipeline uses both.
+First the official ``experiments/run_simcse.py`` of llm2vec 0.2.3 (run from ``../shared/anchors``, in its own
+venv, see ``benchmarks/anchor.py``) with ``configs/simcse_smol.json`` pointed at a temporary folder, then
+``llm2embed.training.contrastive.train_contrastive(mode="simcse")`` in this process, with the same settings:
+SmolLM2-135M (embedded default), bidirectional, mean pooling, batch 32 sentences, max_seq_length 64, LoRA r
+16, fp32, simcse_dropout 0.3, loss_scale 20, lr 3e-5, seed 42, SDPA, the sentences of the train split of the
+embedded Wikipedia corpus (one per line, ``Wiki1M`` format, for the official script). Both stop after warm-up +
+steps optimizer steps, timed from the end of the last warm-up step by the same kind of Trainer callback.
+Prints the loss at every step, then s/step, sentence pairs/s, peak RSS of each process and the ratios of this
+run, and the losses at step 10 and at the last step.
 
-Settings of the reference run: SmolLM2-135M (embedded default; optionally with an MNTP adapter merged),
-batch 32 sentences, max_seq_length 64, LoRA r 16, fp32, simcse_dropout 0.3, loss_scale 20, lr 3e-5, SDPA,
-sentences of the train split of the embedded Wikipedia corpus. Prints the loss at every step, then sentence
-pairs/s over the steps after the warm-up and the process's peak RSS. Reference (official run_simcse.py,
-measured on the project's 2-core machine with /usr/bin/time -v): 16.65 s/step = 1.92 pairs/s, 16.2 GB peak
-RSS; loss 0.92 at step 10, 0.59 at step 50, 0.25 at step 130, 0.21 at step 200.
+``--mini-batch-size`` (GradCache; 0 = plain in-batch loss), ``--group-by-length`` and ``--bf16`` change our
+run only: the official always runs its reference settings (fp32, in-batch loss, random batches). The official
+runs without an MNTP adapter unless ``--official-mntp-adapter`` names one saved by its own ``run_mntp.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
+import json
+import os
 import tempfile
 import time
+from pathlib import Path
 
-REFERENCE_PAIRS_PER_S = 1.92
-REFERENCE_PEAK_RSS_GB = 16.2
+
+def run_official(settings: dict, total: int, adapter: str | None, tmp: str):
+    import anchor
+    from llm2embed.training.contrastive import wiki_train_sentences
+
+    sentences_file = os.path.join(tmp, "wiki_sentences_train.txt")
+    Path(sentences_file).write_text("\n".join(" ".join(s.split()) for s in wiki_train_sentences()) + "\n",
+                                    encoding="utf-8")
+    config = anchor.anchor_config(
+        "simcse_smol", model_name_or_path=str(anchor.anchor_model("smollm2-135m")),
+        peft_model_name_or_path=adapter, dataset_file_path=sentences_file, output_dir=os.path.join(tmp, "out"),
+        stop_after_n_steps=total, logging_steps=1, save_strategy="no", use_cpu=True, disable_tqdm=True,
+        **settings)
+    config_file = os.path.join(tmp, "simcse_official.json")
+    Path(config_file).write_text(json.dumps(config, indent=2))
+    print(f"official run_simcse.py ({config_file}) ...", flush=True)
+    return anchor.run_script("run_simcse.py", args=[config_file])
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=20, help="timed steps after the warm-up")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed first steps (at least 1)")
+    parser.add_argument("--batch-size", type=int, default=32, help="sentences per batch")
+    parser.add_argument("--seq-len", type=int, default=64, help="max_seq_length")
+    parser.add_argument("--mntp-adapter", default=None, help="MNTP adapter merged before SimCSE (ours)")
+    parser.add_argument("--official-mntp-adapter", default=None,
+                        help="MNTP adapter for the official run (one saved by its run_mntp.py)")
+    parser.add_argument("--mini-batch-size", type=int, default=8,
+                        help="GradCache mini-batch, ours (same loss and gradients; 0: plain in-batch loss)")
+    parser.add_argument("--group-by-length", action="store_true", help="length-grouped batches, ours")
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast, ours (not the reference setting)")
+    parser.add_argument("--skip-official", action="store_true", help="ours only: no side-by-side figures")
+    args = parser.parse_args()
+    if args.warmup < 1:
+        parser.error("--warmup must be at least 1 (the first step's time includes start-up)")
+    batch = args.batch_size
+    total = args.warmup + args.steps
+    settings = {  # the same for both tools
+        "per_device_train_batch_size": batch, "max_seq_length": args.seq_len, "lora_r": 16, "simcse_dropout": 0.3,
+        "loss_scale": 20, "learning_rate": 3e-5, "seed": 42, "torch_dtype": "float32", "max_steps": 1000,
+    }
+
+    figures: dict[str, dict] = {}
+    if not args.skip_official:
+        import anchor
+
+        with tempfile.TemporaryDirectory() as tmp:
+            run = run_official(settings, total, args.official_mntp_adapter, tmp)
+        steps = anchor.step_figures(run, args.warmup, args.steps)
+        figures["official"] = {"s_per_step": steps["s_per_step"], "peak_gb": run.peak_rss_mb / 1024,
+                               "losses": steps["losses"], "setting": "fp32, in-batch"}
+
     from transformers import TrainerCallback
 
     from llm2embed.training.contrastive import train_contrastive
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--mntp-adapter", default=None, help="MNTP adapter merged before SimCSE")
-    parser.add_argument("--mini-batch-size", type=int, default=8,
-                        help="GradCache mini-batch (same loss and gradients; 0: plain in-batch loss)")
-    parser.add_argument("--group-by-length", action="store_true", help="length-grouped batches")
-    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (not the reference setting)")
-    args = parser.parse_args()
-    batch = 32
     times: dict[int, float] = {}
     losses: dict[int, float] = {}
 
@@ -52,25 +98,33 @@ def main() -> None:
                 losses[state.global_step] = logs["loss"]
                 print(f"step {state.global_step:3d}  loss {logs['loss']:.4f}", flush=True)
 
-    total = args.warmup + args.steps
+    print("llm2embed train_contrastive (simcse) ...", flush=True)
     with tempfile.TemporaryDirectory() as out:
         train_contrastive({
-            "model_name_or_path": "smollm2-135m", "peft_model_name_or_path": args.mntp_adapter,
-            "dataset_name": "wiki", "output_dir": out, "per_device_train_batch_size": batch, "max_seq_length": 64,
-            "lora_r": 16, "simcse_dropout": 0.3, "loss_scale": 20, "learning_rate": 3e-5, "seed": 42,
-            "stop_after_n_steps": total, "max_steps": 1000, "logging_steps": 1, "save_strategy": "no",
-            "use_cpu": True, "disable_tqdm": True, "torch_dtype": "float32",
+            **settings, "model_name_or_path": "smollm2-135m", "peft_model_name_or_path": args.mntp_adapter,
+            "dataset_name": "wiki", "output_dir": out, "stop_after_n_steps": total, "logging_steps": 1,
+            "save_strategy": "no", "use_cpu": True, "disable_tqdm": True,
             "mini_batch_size": args.mini_batch_size or None, "bf16": args.bf16,
             "train_sampling_strategy": "group_by_length" if args.group_by_length else "random",
         }, mode="simcse", fresh=True, callbacks=[Timer()])
-    per_step = (times[total] - times[args.warmup]) / args.steps
-    pairs_per_s = batch / per_step
-    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
-    print(f"\n{args.steps} steps after {args.warmup} warm-up: {per_step:.2f} s/step, {pairs_per_s:.2f} sentence "
-          f"pairs/s ({pairs_per_s / REFERENCE_PAIRS_PER_S:.2f}x the official script's {REFERENCE_PAIRS_PER_S})")
-    print(f"peak RSS {peak_gb:.2f} GB ({peak_gb / REFERENCE_PEAK_RSS_GB:.2f}x the official {REFERENCE_PEAK_RSS_GB} GB)")
-    print(f"loss at step 10: {losses.get(10, float('nan')):.2f} (official 0.92)")
+    import torch
 
+    setting = ("bf16" if args.bf16 else "fp32") + (f", GradCache {args.mini_batch_size}" if args.mini_batch_size
+                                                  else ", in-batch")
+    if args.group_by_length:
+        setting += ", by length"
+    import anchor
+
+    figures["llm2embed"] = anchor.our_figures(times, losses, args.warmup, args.steps, setting)
+
+    official = figures.get("official")
+    print(f"\nSimCSE, batch {batch}, seq <= {args.seq_len}, LoRA r 16, {args.steps} steps timed after {args.warmup} "
+          f"warm-up, {torch.get_num_threads()} threads; "
+          + ("official llm2vec 0.2.3 run_simcse.py measured in this run" if official else "official skipped"))
+    if official and (args.mntp_adapter or args.official_mntp_adapter) and not (
+            args.mntp_adapter and args.official_mntp_adapter):
+        print("note: only one of the two runs has an MNTP adapter (--mntp-adapter / --official-mntp-adapter)")
+    anchor.print_training_table(figures, "pairs/s", batch, total, setting_width=30)
 
 if __name__ == "__main__":
     main()

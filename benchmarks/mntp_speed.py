@@ -1,42 +1,85 @@
-"""MNTP training speed on the embedded default model (CPU, fp32).
+"""MNTP training speed on the embedded default model (CPU), the official run_mntp.py and llm2embed side by side.
 
     python benchmarks/mntp_speed.py [--steps 20] [--warmup 3] [--gradient-checkpointing] [--bf16]
+    python benchmarks/mntp_speed.py --steps 2 --warmup 1 --seq-len 32     # smoke run
+    python benchmarks/mntp_speed.py --skip-official                      # ours only (no ratios)
 
-``--bf16`` trains under bfloat16 autocast (fp32 master weights; AVX-512 bf16 CPUs), not part of the reference
-settings: it is the option the default pipeline uses.
+First the official ``experiments/run_mntp.py`` of llm2vec 0.2.3 (run from ``../shared/anchors``, in its own
+venv, see ``benchmarks/anchor.py``) with ``configs/mntp_smol.json`` pointed at a temporary folder, then
+``llm2embed.training.mntp.train_mntp`` in this process, with the same settings: SmolLM2-135M (embedded
+default), max_seq_length 128, batch 8, LoRA r 16, fp32, mlm_probability 0.2, mask_token_type blank,
+data_collator_type default, lr 5e-5 with linear decay over 1,000 steps, seed 42, the Wikipedia lead sections of
+the train split (one per line for the official script). Both stop after warm-up + steps optimizer steps; the
+time is taken from the end of the last warm-up step to the end of the last step, by the same kind of Trainer
+callback. Prints the loss at every step, then s/step, tokens/s, peak RSS of each process and the ratios of
+this run, and the losses at step 10 and at the last step.
 
-Settings of the reference run: SmolLM2-135M (embedded default), max_seq_length 128, batch 8, LoRA r 16,
-fp32, mlm_probability 0.2, mask_token_type blank, data_collator_type default, lr 5e-5 with linear decay,
-seed 42, Wikipedia lead sections of the train split. Prints the loss at every step, then tokens/s over the
-steps after the warm-up and the peak RSS of the process. Reference (official run_mntp.py, transformers 4.44.2,
-SDPA, measured on the project's 2-core machine with /usr/bin/time -v): 5.3 s/step = 193 tokens/s, 5.36 GB peak
-RSS, loss 6.05 at step 10 and 5.29 at step 20.
+``--gradient-checkpointing`` and ``--bf16`` (bfloat16 autocast, fp32 master weights; the pipeline's setting)
+change our run only: the official always runs its reference settings (fp32, no checkpointing).
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
+import json
+import os
 import tempfile
 import time
+from pathlib import Path
 
-REFERENCE_TOKENS_PER_S = 193.0
-REFERENCE_PEAK_RSS_GB = 5.36
+
+def run_official(settings: dict, total: int, tmp: str):
+    import anchor
+    from llm2embed.training.corpora import wiki_train_texts
+
+    train_file = os.path.join(tmp, "wiki_train.txt")
+    Path(train_file).write_text("\n".join(" ".join(t.split()) for t in wiki_train_texts()) + "\n", encoding="utf-8")
+    config = anchor.anchor_config(
+        "mntp_smol", model_name_or_path=str(anchor.anchor_model("smollm2-135m")), train_file=train_file,
+        output_dir=os.path.join(tmp, "official-out"), stop_after_n_steps=total, logging_steps=1,
+        save_strategy="no", use_cpu=True, disable_tqdm=True, dataloader_num_workers=0, **settings)
+    config_file = os.path.join(tmp, "mntp_official.json")
+    Path(config_file).write_text(json.dumps(config, indent=2))
+    print(f"official run_mntp.py ({config_file}) ...", flush=True)
+    return anchor.run_script("run_mntp.py", args=[config_file])
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=20, help="timed steps after the warm-up")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed first steps (at least 1)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--seq-len", type=int, default=128, help="max_seq_length (tokens per packed block)")
+    parser.add_argument("--gradient-checkpointing", action="store_true", help="ours only")
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast, ours only (not the reference)")
+    parser.add_argument("--skip-official", action="store_true", help="ours only: no side-by-side figures")
+    args = parser.parse_args()
+    if args.warmup < 1:
+        parser.error("--warmup must be at least 1 (the first step's time includes start-up)")
+
+    batch, seq = args.batch_size, args.seq_len
+    total = args.warmup + args.steps
+    settings = {  # the same for both tools
+        "max_seq_length": seq, "per_device_train_batch_size": batch, "lora_r": 16, "mlm_probability": 0.2,
+        "mask_token_type": "blank", "data_collator_type": "default", "learning_rate": 5e-5,
+        "lr_scheduler_type": "linear", "seed": 42, "torch_dtype": "float32", "max_steps": 1000,
+        "gradient_checkpointing": False,
+    }
+
+    figures: dict[str, dict] = {}
+    if not args.skip_official:
+        import anchor
+
+        with tempfile.TemporaryDirectory() as tmp:
+            run = run_official(settings, total, tmp)
+        steps = anchor.step_figures(run, args.warmup, args.steps)
+        figures["official"] = {"s_per_step": steps["s_per_step"], "peak_gb": run.peak_rss_mb / 1024,
+                               "losses": steps["losses"], "setting": "fp32"}
+
     from transformers import TrainerCallback
 
     from llm2embed.training.mntp import train_mntp
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--gradient-checkpointing", action="store_true")
-    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (not the reference setting)")
-    args = parser.parse_args()
-
-    batch, seq = 8, 128
     times: dict[int, float] = {}
     losses: dict[int, float] = {}
 
@@ -49,28 +92,29 @@ def main() -> None:
                 losses[state.global_step] = logs["loss"]
                 print(f"step {state.global_step:3d}  loss {logs['loss']:.4f}", flush=True)
 
-    total = args.warmup + args.steps
+    print("llm2embed train_mntp ...", flush=True)
     with tempfile.TemporaryDirectory() as out:
         config = {
-            "model_name_or_path": "smollm2-135m", "train_file": "wiki", "output_dir": out,
-            "max_seq_length": seq, "per_device_train_batch_size": batch, "lora_r": 16,
-            "mlm_probability": 0.2, "mask_token_type": "blank", "data_collator_type": "default",
-            "learning_rate": 5e-5, "lr_scheduler_type": "linear", "seed": 42, "torch_dtype": "float32",
-            "stop_after_n_steps": total, "max_steps": 1000, "logging_steps": 1, "save_strategy": "no",
-            "do_train": True, "do_eval": False, "eval_strategy": "no", "use_cpu": True, "disable_tqdm": True,
-            "gradient_checkpointing": args.gradient_checkpointing, "dataloader_num_workers": 0, "bf16": args.bf16,
+            **settings, "model_name_or_path": "smollm2-135m", "train_file": "wiki", "output_dir": out,
+            "stop_after_n_steps": total, "logging_steps": 1, "save_strategy": "no", "do_train": True,
+            "do_eval": False, "eval_strategy": "no", "use_cpu": True, "disable_tqdm": True,
+            "dataloader_num_workers": 0, "gradient_checkpointing": args.gradient_checkpointing, "bf16": args.bf16,
         }
         train_mntp(config, fresh=True, callbacks=[Timer()])
-    seconds = times[total] - times[args.warmup]
-    per_step = seconds / args.steps
-    tokens_per_s = batch * seq / per_step
-    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
-    print(f"\n{args.steps} steps after {args.warmup} warm-up: {per_step:.2f} s/step, {tokens_per_s:.0f} tokens/s "
-          f"({tokens_per_s / REFERENCE_TOKENS_PER_S:.2f}x the official script's {REFERENCE_TOKENS_PER_S:.0f})")
-    print(f"peak RSS {peak_gb:.2f} GB ({peak_gb / REFERENCE_PEAK_RSS_GB:.2f}x the official {REFERENCE_PEAK_RSS_GB} GB)")
-    print(f"loss at step 10: {losses.get(10, float('nan')):.2f} (official 6.05), "
-          f"step 20: {losses.get(20, float('nan')):.2f} (official 5.29)")
+    import torch
 
+    setting = "bf16 autocast" if args.bf16 else "fp32"
+    if args.gradient_checkpointing:
+        setting += " + checkpointing"
+    import anchor
+
+    figures["llm2embed"] = anchor.our_figures(times, losses, args.warmup, args.steps, setting)
+
+    official = figures.get("official")
+    print(f"\nMNTP, batch {batch} x {seq} tokens, LoRA r 16, {args.steps} steps timed after {args.warmup} warm-up, "
+          f"{torch.get_num_threads()} threads; "
+          + ("official llm2vec 0.2.3 run_mntp.py measured in this run" if official else "official skipped"))
+    anchor.print_training_table(figures, "tokens/s", batch * seq, total, setting_width=26)
 
 if __name__ == "__main__":
     main()
