@@ -147,6 +147,23 @@ def test_embedded_default_without_adapter(smollm2):
     assert base.generate("Say hello.", max_new_tokens=8)  # the base chats
 
 
+def test_causal_prompteol_encoder_keeps_its_attention_and_template(tmp_path):
+    """A PromptEOL encoder (causal, template, last token, left padding) embeds as saved, not bidirectionally."""
+    folder = save_lora_encoder("smollm2-135m", tmp_path / "prompteol", seed=1, prompt_template="prompteol")
+    saved = Encoder.from_pretrained(folder)
+    assert saved.prompt_template == "prompteol" and not saved.bidirectional
+    dual = DualModel.from_pretrained(folder)
+    reference = saved.encode(SENTENCES[:20], batch_size=8, normalize_embeddings=True)
+    assert cosines(dual.embed(SENTENCES[:20], batch_size=8), reference).min() >= 0.9999
+    # the base spec with the template gives the training-free PromptEOL baseline
+    from llm2embed.rag import load_rag_model
+
+    base = load_rag_model("smollm2-135m:prompteol")  # what `rag` uses without a trained encoder: it answers too
+    assert isinstance(base, DualModel) and base.peft_model is None
+    baseline = Encoder.from_pretrained("smollm2-135m", prompt_template="prompteol")
+    assert cosines(base.embed(SENTENCES[:8]), baseline.encode(SENTENCES[:8])).min() >= 0.9999
+
+
 # --------------------------------------------------------------------------------------- tiny models
 def test_stacked_adapter_chain_matches_merged_encoder(llama_folder, tmp_path):
     """MNTP adapter merged, then a contrastive LoRA trained on top: both stacked unmerged reproduce it."""

@@ -20,7 +20,7 @@ def tiny_pipeline(tmp_path, llama_folder):
         ("music lessons", "guitar lessons", 3.0), ("the woman slices an onion", "a woman cuts an onion", 4.5)]))
     common = {"max_steps": 3, "stop_after_n_steps": 3, "save_steps": 2, "use_cpu": True, "disable_tqdm": True,
               "lora_r": 4, "learning_rate": 1e-3, "logging_steps": 1}
-    config = default_config()
+    config = default_config("llm2vec")
     config.update(model=llama_folder, output=str(tmp_path / "run"))
     config["mntp"] = {"train_file": str(corpus), "max_seq_length": 16, "per_device_train_batch_size": 4, **common}
     config["simcse"] = {"dataset_file_path": str(corpus), "max_seq_length": 16, "per_device_train_batch_size": 8,
@@ -104,13 +104,21 @@ def test_killed_run_resumes_without_redoing_finished_stages(tiny_pipeline, tmp_p
 
 
 def test_config_file_and_cli(tmp_path, capsys):
-    assert main(["pipeline", "--print-default-config"]) == 0
+    assert main(["pipeline", "--print-default-config", "--recipe", "llm2vec"]) == 0
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["model"] == "smollm2-135m" and printed["mntp"]["train_file"] == "wiki"
-    (tmp_path / "p.yaml").write_text("model: my-model\nsupervised:\n  dataset_file_path: triplets.jsonl\n")
+    assert printed["recipe"] == "llm2vec" and printed["bidirectional"] is True
+    (tmp_path / "p.yaml").write_text("recipe: llm2vec\nmodel: my-model\nsupervised:\n  dataset_file_path: t.jsonl\n")
     config = load_pipeline_config(tmp_path / "p.yaml")
-    assert config["model"] == "my-model" and config["supervised"]["dataset_file_path"] == "triplets.jsonl"
-    assert config["mntp"] == default_config()["mntp"]
+    assert config["model"] == "my-model" and config["supervised"]["dataset_file_path"] == "t.jsonl"
+    assert config["mntp"] == default_config("llm2vec")["mntp"]
+    # a recipe is one setting: the file's recipe, overridden by --recipe
+    prompteol = load_pipeline_config(tmp_path / "p.yaml", recipe="prompteol-simcse")
+    assert prompteol["mntp"] is None and prompteol["bidirectional"] is False
+    assert prompteol["prompt_template"] == "prompteol" and prompteol["model"] == "my-model"
+    (tmp_path / "r.yaml").write_text("recipe: llm2vek\n")
+    with pytest.raises(ValueError, match="r.yaml: unknown recipe 'llm2vek'.*did you mean 'llm2vec'"):
+        load_pipeline_config(tmp_path / "r.yaml")
     (tmp_path / "bad.yaml").write_text("modle: x\n")
     with pytest.raises(ValueError, match="unknown pipeline key 'modle'; did you mean 'model'"):
         load_pipeline_config(tmp_path / "bad.yaml")

@@ -202,7 +202,7 @@ def test_cli_errors(tmp_path, capsys):
 
 
 def test_default_model_prefers_the_pipeline_encoder(tiny_encoder, tmp_path):
-    assert default_model(tmp_path / "none")[0] == "smollm2-135m"
+    assert default_model(tmp_path / "none")[0] == "smollm2-135m:prompteol"  # training-free PromptEOL
     run = tmp_path / "run"
     (run / "simcse").mkdir(parents=True)
     Path(run / "simcse" / "encoder").symlink_to(tiny_encoder)

@@ -25,7 +25,7 @@ def three_stages(tmp_path_factory):
                                               "negative": "the market fell"}) for i in range(24)))
     common = {"max_steps": 2, "stop_after_n_steps": 2, "save_steps": 2, "use_cpu": True, "disable_tqdm": True,
               "lora_r": 4, "learning_rate": 1e-3, "max_seq_length": 16}
-    config = default_config()
+    config = default_config("llm2vec")
     config.update(model=model, output=str(root / "run"))
     config["mntp"] = {"train_file": str(corpus), "per_device_train_batch_size": 4, **common}
     config["simcse"] = {"dataset_file_path": str(corpus), "per_device_train_batch_size": 8, **common}

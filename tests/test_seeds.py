@@ -21,7 +21,7 @@ def test_two_seeds_table_and_rerun_skips(tmp_path, llama_folder):
     sts.write_text("\n".join(json.dumps({"sentence1": a, "sentence2": b, "score": s}) for a, b, s in [
         ("a man plays a guitar", "a man plays music", 4.0), ("the cat sat", "onion market", 0.5),
         ("music lessons", "guitar lessons", 3.0), ("the woman slices an onion", "a woman cuts an onion", 4.5)]))
-    config = default_config()
+    config = default_config("llm2vec")
     config["model"] = llama_folder
     config["mntp"] = None
     config["simcse"] = {"dataset_file_path": str(corpus), "max_seq_length": 16, "per_device_train_batch_size": 8,

@@ -238,9 +238,9 @@ def cmd_pipeline(args) -> int:
     if args.print_default_config:
         import yaml
 
-        print(yaml.safe_dump(default_config(), sort_keys=False), end="")
+        print(yaml.safe_dump(default_config(args.recipe), sort_keys=False), end="")
         return 0
-    config = load_pipeline_config(args.config)
+    config = load_pipeline_config(args.config, recipe=args.recipe)
     if args.max_length is not None:
         config["max_length"] = args.max_length
     if args.seeds is not None:
@@ -358,7 +358,12 @@ def build_parser() -> argparse.ArgumentParser:
                                    "are skipped on a rerun; a changed setting re-runs that stage and those after.")
     p.add_argument("config", metavar="CONFIG", nargs="?", default=None, help="YAML or JSON pipeline file")
     p.add_argument("--output", default=None, help="folder for the stages, the encoder and the report")
-    p.add_argument("--print-default-config", action="store_true", help="print the default config and exit")
+    p.add_argument("--recipe", default=None, metavar="NAME",
+                   help="the stage settings to start from: llm2vec (bidirectional -> MNTP -> SimCSE) or "
+                        "prompteol-simcse (PromptEOL template, causal, SimCSE); default: the config file's "
+                        "'recipe:' or the default recipe")
+    p.add_argument("--print-default-config", action="store_true",
+                   help="print the default config (of --recipe) and exit")
     p.add_argument("--fresh", action="store_true", help="delete the output folder first")
     p.add_argument("--no-eval", action="store_true", help="train only")
     p.add_argument("--nproc", type=int, default=1,

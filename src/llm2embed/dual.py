@@ -3,14 +3,11 @@
 An llm2embed encoder is the base decoder plus a LoRA adapter plus bidirectional attention. The base is
 unchanged, so one copy of its weights serves both modes:
 
-==============  ==========================  =========================  ====================================
-mode            LoRA adapter(s)             attention                  what else
-==============  ==========================  =========================  ====================================
-``embed``       on                          bidirectional              the encoder's pooling, prompts,
-                                            (``is_causal=False``)      tokenizer and ``max_length``
-``generate``    off (layer flags)           causal (``is_causal=True``) the base model's chat template and
-                                                                       generation config
-==============  ==========================  =========================  ====================================
+- ``embed``: LoRA adapter(s) on; the encoder's attention mode (bidirectional, ``is_causal=False``, for
+  LLM2Vec encoders; causal for a causal encoder such as PromptEOL); the encoder's pooling, prompts,
+  template, tokenizer and ``max_length``.
+- ``generate``: adapter off (layer flags); causal (``is_causal=True``); the base model's chat template and
+  generation config.
 
 The attention mode is passed as the ``is_causal`` keyword on every forward call (transformers >= 5.2 reads
 it per call); nothing is switched in the shared config between calls. During a forward pass transformers
@@ -151,7 +148,7 @@ class _SharedTransformer:
 
 
 class DualModel:
-    """A decoder LLM that embeds (adapter on, bidirectional) and chats (adapter off, causal) from one copy.
+    """A decoder LLM that embeds (adapter on, the encoder's attention) and chats (adapter off, causal) from one copy.
 
     Build it with :meth:`from_pretrained`. ``encoder`` is an :class:`~llm2embed.Encoder` whose transformer
     is the shared model seen through the adapter with ``is_causal=False``; ``causal_lm`` is the base
@@ -182,7 +179,7 @@ class DualModel:
     def from_pretrained(cls, model: str | os.PathLike, *, adapters: Sequence[str | os.PathLike] | None = None,
                         device: str | None = None, torch_dtype: str | torch.dtype | None = None,
                         max_length: int | None = None, pooling_mode: str | None = None,
-                        verify: bool = True) -> DualModel:
+                        prompt_template: str | None = None, verify: bool = True) -> DualModel:
         """Load the base weights once and the encoder's adapter(s) unmerged on top.
 
         Args:
@@ -193,8 +190,10 @@ class DualModel:
             device: ``cpu``, ``cuda``, ... (default: sentence-transformers' choice).
             torch_dtype: ``float32`` (default), ``bfloat16`` or ``float16``.
             max_length, pooling_mode: override the saved encoder's (default 512 tokens, ``mean``).
-            verify: run the bidirectional probe on the embed path and, for a saved encoder, check the
-                stacked adapters against its merged weights.
+            prompt_template: for a base model spec, embed through a template (``"prompteol"``: causal, last
+                token, left padding); a saved encoder's own template and attention mode are always used.
+            verify: run the bidirectional probe on the embed path (bidirectional encoders) and, for a saved
+                encoder, check the stacked adapters against its merged weights.
         """
         from peft import PeftModel
         from sentence_transformers import SentenceTransformer
@@ -204,6 +203,7 @@ class DualModel:
         from .bidirectional import UnsupportedArchitectureError, probe_bidirectional
         from .integrations import QUERY_PROMPT, stored_query_prompt
         from .pooling import st_pooling_mode
+        from .prompts import TEMPLATE_SETTINGS, apply_prompt_template
 
         spec = os.fspath(model)
         folder = Path(spec).expanduser()
@@ -214,14 +214,20 @@ class DualModel:
             pooling_mode = pooling_mode or meta.get("pooling_mode") or "mean"
             skip_instruction = meta.get("skip_instruction", True)
             max_length = max_length or meta.get("max_length") or 512
+            prompt_template = meta.get("prompt_template")
+            bidirectional = bool(meta.get("bidirectional", True))
+            padding_side = None  # the saved tokenizer's
         elif folder.is_dir() and (folder / "modules.json").is_file():
             raise ValueError(f"{folder} is a sentence-transformers folder without llm2embed.json: it has no base "
                              "model and adapter to share with generation")
         else:
             base, chain = spec, []
-            pooling_mode = pooling_mode or "mean"
+            settings = TEMPLATE_SETTINGS.get(prompt_template, {}) if prompt_template else {}
+            pooling_mode = pooling_mode or settings.get("pooling_mode") or "mean"
             skip_instruction = True
             max_length = max_length or 512
+            bidirectional = bool(settings.get("bidirectional", True))
+            padding_side = settings.get("padding_side")
         if adapters is not None:
             chain = [Path(a) for a in adapters]
         for adapter in chain:
@@ -247,15 +253,18 @@ class DualModel:
         if peft_model is not None:
             peft_model.eval()
 
-        embed_module = _ModeForward(peft_model if peft_model is not None else backbone, is_causal=False)
+        embed_module = _ModeForward(peft_model if peft_model is not None else backbone, is_causal=not bidirectional)
         tokenizer_path = str(folder) if saved else source
         transformer = _SharedTransformer.build(tokenizer_path, embed_module, max_seq_length=int(max_length))
+        if prompt_template:
+            apply_prompt_template(transformer, prompt_template)
         pooling = Pooling(transformer.get_embedding_dimension(), pooling_mode=st_pooling_mode(pooling_mode),
                           include_prompt=not skip_instruction)
         st_model = SentenceTransformer(modules=[transformer, pooling], device=device)
         encoder = Encoder(st_model, pooling_mode=pooling_mode, skip_instruction=skip_instruction, base=base)
         encoder._configure(saved=saved, pooling_mode=pooling_mode, skip_instruction=skip_instruction,
-                           max_length=max_length, padding_side=None, overrides={})
+                           max_length=max_length, padding_side=padding_side, overrides={})
+        encoder.prompt_template = prompt_template
         if saved:
             from .integrations import DOCUMENT_PROMPT
 
@@ -270,7 +279,7 @@ class DualModel:
                    name=folder.name if saved else spec, adapters=[str(a) for a in chain])
         dual.spec = str(folder.resolve()) if saved else spec
         if verify:
-            if not probe_bidirectional(embed_module):
+            if bidirectional and not probe_bidirectional(embed_module):
                 raise UnsupportedArchitectureError(
                     f"{type(backbone).__name__}: is_causal=False per call did not make attention bidirectional")
             if saved and adapters is None:
@@ -337,7 +346,7 @@ class DualModel:
     # ------------------------------------------------------------------ embedding
     def embed(self, texts: str | Sequence[str], *, kind: str = "document", instruction: str | None = None,
               batch_size: int = 32, normalize: bool = True, show_progress_bar: bool = False) -> np.ndarray:
-        """Embed texts with the adapter on and bidirectional attention (``Encoder.encode`` of the encoder).
+        """Embed texts with the adapter on and the encoder's attention mode (``Encoder.encode`` of the encoder).
 
         ``kind="query"`` puts the stored query instruction in front (attended to, not pooled);
         ``instruction`` overrides it. Embeddings are L2-normalised unless ``normalize=False``.

@@ -2,6 +2,7 @@
 
     llm2embed pipeline                          # the embedded default, CPU-sized
     llm2embed pipeline pipeline.yaml --output runs/mine
+    llm2embed pipeline --recipe llm2vec         # another recipe (see RECIPES)
     llm2embed pipeline --print-default-config   # the defaults, as YAML
 
 The config is one YAML/JSON file; its ``mntp``, ``simcse`` and ``supervised`` sections are the official
@@ -35,34 +36,19 @@ from .pipeline_evaluation import baseline_specs, check_evaluation_data, evaluate
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["STAGES", "baseline_specs", "check_evaluation_data", "default_config", "load_pipeline_config",
+__all__ = ["DEFAULT_RECIPE", "RECIPES", "STAGES", "baseline_specs", "check_evaluation_data", "default_config", "load_pipeline_config",
            "run_pipeline"]
 
 STAGES = ("mntp", "simcse", "supervised")
 MARKER = "llm2embed_stage.json"
 
-# Sized for a 2-core CPU (AVX-512 bf16): the step counts and batch sizes of the official recipe's small-budget
-# comparison, with the learning rates, bf16 autocast and length-grouped batches that make that budget work.
-# docs/pipeline.md has the measurements behind every value.
-_DEFAULT = {
+# Sized for a 2-core CPU (AVX-512 bf16). Each recipe is a complete set of stage settings; a config file or
+# ``--recipe`` picks one and overrides any of it. docs/pipeline.md has the measurements behind every value.
+_COMMON = {
     "model": "smollm2-135m",
     "output": "runs/default",
     "pooling_mode": None,  # None: mean, or the prompt template's pooling (last_token for prompteol)
-    "bidirectional": True,
-    "prompt_template": None,
     "max_length": None,  # longest input of the saved encoders: None = 512, or the model's context if smaller
-    "mntp": {
-        "train_file": "wiki", "max_seq_length": 128, "per_device_train_batch_size": 8, "mlm_probability": 0.2,
-        "mask_token_type": "blank", "data_collator_type": "default", "lora_r": 16, "learning_rate": 1e-4,
-        "bf16": True, "stop_after_n_steps": 200, "max_steps": 200, "save_steps": 50, "logging_steps": 10,
-        "seed": 42,
-    },
-    "simcse": {
-        "dataset_name": "wiki", "max_seq_length": 64, "per_device_train_batch_size": 32, "simcse_dropout": 0.3,
-        "loss_scale": 20, "learning_rate": 1e-3, "lora_r": 16, "bf16": True,
-        "train_sampling_strategy": "group_by_length", "stop_after_n_steps": 100, "max_steps": 100,
-        "save_steps": 50, "logging_steps": 10, "seed": 42,
-    },
     "supervised": None,
     "evaluation": {
         "stage_tasks": ["stsb"],
@@ -72,34 +58,89 @@ _DEFAULT = {
         "selection": "stsb-dev",  # dev set that picks each contrastive stage's kept checkpoint (null: last)
     },
 }
+RECIPES: dict[str, dict[str, Any]] = {
+    # LLM2Vec (BehnamGhader et al. 2024): bidirectional -> MNTP -> SimCSE, mean pooling; the official
+    # recipe's small-budget step counts with the learning rates, bf16 autocast and length-grouped batches
+    # that make that budget work on a CPU
+    "llm2vec": {
+        "bidirectional": True,
+        "prompt_template": None,
+        "mntp": {
+            "train_file": "wiki", "max_seq_length": 128, "per_device_train_batch_size": 8, "mlm_probability": 0.2,
+            "mask_token_type": "blank", "data_collator_type": "default", "lora_r": 16, "learning_rate": 1e-4,
+            "bf16": True, "stop_after_n_steps": 200, "max_steps": 200, "save_steps": 50, "logging_steps": 10,
+            "seed": 42,
+        },
+        "simcse": {
+            "dataset_name": "wiki", "max_seq_length": 64, "per_device_train_batch_size": 32, "simcse_dropout": 0.3,
+            "loss_scale": 20, "learning_rate": 1e-3, "lora_r": 16, "bf16": True,
+            "train_sampling_strategy": "group_by_length", "stop_after_n_steps": 100, "max_steps": 100,
+            "save_steps": 50, "logging_steps": 10, "seed": 42,
+        },
+    },
+    # PromptEOL (causal attention, the PromptEOL template, last token) + unsupervised SimCSE with LoRA; no MNTP
+    "prompteol-simcse": {
+        "bidirectional": False,
+        "prompt_template": "prompteol",
+        "mntp": None,
+        "simcse": {
+            "dataset_name": "wiki", "max_seq_length": 64, "per_device_train_batch_size": 32, "simcse_dropout": 0.1,
+            "loss_scale": 20, "learning_rate": 3e-4, "lora_r": 16, "bf16": True,
+            "train_sampling_strategy": "group_by_length", "stop_after_n_steps": 60, "max_steps": 60,
+            "save_steps": 20, "logging_steps": 10, "eval_every_n_steps": 20, "seed": 42,
+        },
+    },
+}
+DEFAULT_RECIPE = "prompteol-simcse"
 # top-level settings every contrastive stage inherits unless its own section sets them
 _INHERITED = ("pooling_mode", "bidirectional", "prompt_template")
-_TOP_LEVEL_TYPES = {"model": str, "output": str, "pooling_mode": str, "bidirectional": bool, "prompt_template": str,
+_TOP_LEVEL_TYPES = {"recipe": str, "model": str, "output": str, "pooling_mode": str, "bidirectional": bool, "prompt_template": str,
                     "max_length": int, "mntp": dict, "simcse": dict, "supervised": dict, "evaluation": dict}
 
 
-def default_config() -> dict[str, Any]:
-    """The default pipeline (embedded SmolLM2 + embedded Wikipedia corpus, CPU-sized)."""
-    return copy.deepcopy(_DEFAULT)
+def default_config(recipe: str | None = None) -> dict[str, Any]:
+    """The pipeline of ``recipe`` (default :data:`DEFAULT_RECIPE`) on the embedded SmolLM2 and Wikipedia corpus.
+
+    >>> default_config("llm2vec")["mntp"]["max_steps"]
+    200
+    """
+    from .training.config import ConfigError, suggest_key
+
+    name = recipe or DEFAULT_RECIPE
+    if name not in RECIPES:
+        near = suggest_key(name, set(RECIPES))
+        raise ConfigError(f"unknown recipe {name!r}; known: {', '.join(RECIPES)}"
+                          + (f" (did you mean {near!r}?)" if near else ""))
+    return copy.deepcopy({"recipe": name, **_COMMON, **RECIPES[name]})
 
 
-def load_pipeline_config(path: str | os.PathLike | None) -> dict[str, Any]:
-    """Read a YAML/JSON pipeline file on top of the defaults; unknown top-level keys are errors."""
+def load_pipeline_config(path: str | os.PathLike | None, recipe: str | None = None) -> dict[str, Any]:
+    """Read a YAML/JSON pipeline file on top of its recipe's settings; unknown top-level keys are errors.
+
+    The recipe is ``recipe`` if given, else the file's ``recipe:`` key, else :data:`DEFAULT_RECIPE`.
+    """
     from .training.config import ConfigError, load_config_file, suggest_key
 
-    config = default_config()
-    if path is None:
-        return config
-    user = load_config_file(path)
+    user = load_config_file(path) if path is not None else {}
+    if recipe is not None:
+        user["recipe"] = recipe
+    where = str(path) if path is not None else "pipeline config"
+    name = user.get("recipe")
+    if name is not None and not isinstance(name, str):
+        raise ConfigError(f"{where}: 'recipe' must be a string (one of {', '.join(RECIPES)}), got {name!r}")
+    try:
+        config = default_config(name)
+    except ConfigError as error:
+        raise ConfigError(f"{where}: {error}") from None
     for key, value in user.items():
         if key not in config:
             near = suggest_key(key, set(config))
-            raise ConfigError(f"{path}: unknown pipeline key {key!r}" + (f"; did you mean {near!r}?" if near else ""))
+            raise ConfigError(f"{where}: unknown pipeline key {key!r}" + (f"; did you mean {near!r}?" if near else ""))
         if isinstance(value, dict) and isinstance(config[key], dict) and key != "supervised":
             config[key] = {**config[key], **value} if key == "evaluation" else value
         else:
             config[key] = value
-    validate_pipeline_config(config, where=str(path))
+    validate_pipeline_config(config, where=where)
     return config
 
 
