@@ -1,5 +1,5 @@
 # Set-up is automatic: every target below creates .venv and installs what it needs.
-#   make demo    set-up + the main job: the default pipeline on the embedded model (~45 min on 2 CPU cores)
+#   make demo    set-up + the main job: the default pipeline on the embedded model (~34 min on 2 CPU cores)
 #   make test    set-up + the whole test suite
 #   make bench   set-up + the benchmark scripts (the official llm2vec side by side; SKIP_OFFICIAL=1: ours only)
 #   make quality set-up + every setting of benchmarks/ablations/ over 3 seeds, then the ablation table (hours on CPU)
