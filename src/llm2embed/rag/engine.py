@@ -44,10 +44,9 @@ logger = logging.getLogger(__name__)
 __all__ = ["RAG", "Answer", "IndexReport", "default_model", "load_rag_model"]
 
 DEFAULT_RUN = Path("runs/default")
-PROMPTEOL_SUFFIX = ":prompteol"
 # without a trained encoder: the training-free PromptEOL encoder of the embedded default (STS-B test 65.30,
 # wiki retrieval nDCG@10 62.93, against 18.66 for causal mean pooling; docs/pipeline.md)
-UNTRAINED_DEFAULT = "smollm2-135m" + PROMPTEOL_SUFFIX
+UNTRAINED_DEFAULT = "smollm2-135m:prompteol"
 SYSTEM_PROMPT = ("You answer the question using only the numbered sources. Cite the sources you use like [1]. "
                  "If the sources do not contain the answer, say that you do not know.")
 
@@ -121,9 +120,12 @@ def load_rag_model(spec: str | os.PathLike):
 
     text = os.fspath(spec)
     path = Path(text).expanduser()
-    if text.endswith(PROMPTEOL_SUFFIX) and not path.exists():  # training-free PromptEOL: it embeds and answers
-        return DualModel.from_pretrained(text[:-len(PROMPTEOL_SUFFIX)], prompt_template="prompteol")
     if ":" in text and not path.exists() or text == "minilm":
+        from ..evaluation.models import parse_model_spec
+
+        parsed = parse_model_spec(text)  # the spec suffixes of `llm2embed eval`
+        if parsed.prompt_template and parsed.dtype is None:  # a training-free template: it embeds and answers
+            return DualModel.from_pretrained(parsed.source, prompt_template=parsed.prompt_template)
         return _EmbeddingOnly(text)
     if path.is_dir() and (path / "modules.json").is_file() and not (
             _is_saved_encoder(path) and (path / "adapter" / "adapter_config.json").is_file()):
