@@ -334,32 +334,3 @@ def step_figures(run: AnchorRun, warmup: int, steps: int) -> dict:
     if warmup < 1 or warmup not in times or end not in times:
         raise AnchorError(f"the official run logged {len(times)} steps; timing needs steps {warmup} (>= 1) and {end}")
     return {"s_per_step": (times[end] - times[warmup]) / steps, "losses": losses}
-
-
-def our_figures(times: dict, losses: dict, warmup: int, steps: int, setting: str) -> dict:
-    """Our training run's figures, timed like the official one: seconds per step after ``warmup`` steps, the
-    process's peak RSS (GB), the losses by step and the setting's label.
-
-    >>> our_figures({1: 2.0, 3: 6.0}, {3: 0.5}, warmup=1, steps=2, setting="fp32")["s_per_step"]
-    2.0
-    """
-    import resource
-
-    return {"s_per_step": (times[warmup + steps] - times[warmup]) / steps,
-            "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2,
-            "losses": losses, "setting": setting}
-
-
-def print_training_table(figures: dict, rate_name: str, per_step: float, total: int, setting_width: int = 28) -> None:
-    """One line per tool: setting, s/step, rate (``per_step`` units per step, e.g. pairs or tokens), both
-    ratios to the official run of this process (when there is one) and the loss at step 10 and at the end."""
-    official = figures.get("official")
-    print(f"{'tool':<11}{'setting':<{setting_width}}{'s/step':>8}{rate_name:>10}{'vs official':>13}"
-          f"{'peak RSS GB':>13}{'vs official':>13}{'loss@10':>9}{f'loss@{total}':>9}")
-    for tool, f in figures.items():
-        line = f"{tool:<11}{f['setting']:<{setting_width}}{f['s_per_step']:>8.2f}{per_step / f['s_per_step']:>10.2f}"
-        line += f"{official['s_per_step'] / f['s_per_step']:>12.2f}x" if official else f"{'-':>13}"
-        line += f"{f['peak_gb']:>13.2f}"
-        line += f"{f['peak_gb'] / official['peak_gb']:>12.2f}x" if official else f"{'-':>13}"
-        line += f"{f['losses'].get(10, float('nan')):>9.2f}{f['losses'].get(total, float('nan')):>9.2f}"
-        print(line)

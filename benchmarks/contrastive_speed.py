@@ -1,13 +1,14 @@
 """SimCSE training speed on the embedded default model (CPU), the official run_simcse.py and llm2embed side by side.
 
-    python benchmarks/contrastive_speed.py [--steps 20] [--warmup 3] [--mntp-adapter DIR] [--mini-batch-size 8]
-                                           [--group-by-length] [--bf16]
+    python benchmarks/contrastive_speed.py [--steps 20] [--warmup 3] [--mntp-adapter DIR]
+                                           [--settings fp32+bylen+gc,bf16+bylen+gc,bf16+bylen]
     python benchmarks/contrastive_speed.py --steps 2 --warmup 1 --batch-size 4 --seq-len 32   # smoke run
     python benchmarks/contrastive_speed.py --skip-official                                     # ours only
 
 First the official ``experiments/run_simcse.py`` of llm2vec 0.2.3 (run from ``../shared/anchors``, in its own
 venv, see ``benchmarks/anchor.py``) with ``configs/simcse_smol.json`` pointed at a temporary folder, then
-``llm2embed.training.contrastive.train_contrastive(mode="simcse")`` in this process, with the same settings:
+``llm2embed.training.contrastive.train_contrastive(mode="simcse")`` once per setting of ours, each in its own
+process, with the same settings:
 SmolLM2-135M (embedded default), bidirectional, mean pooling, batch 32 sentences, max_seq_length 64, LoRA r
 16, fp32, simcse_dropout 0.3, loss_scale 20, lr 3e-5, seed 42, SDPA, the sentences of the train split of the
 embedded Wikipedia corpus (one per line, ``Wiki1M`` format, for the official script). Both stop after warm-up +
@@ -15,9 +16,11 @@ steps optimizer steps, timed from the end of the last warm-up step by the same k
 Prints the loss at every step, then s/step, sentence pairs/s, peak RSS of each process and the ratios of this
 run, and the losses at step 10 and at the last step.
 
-``--mini-batch-size`` (GradCache; 0 = plain in-batch loss), ``--group-by-length`` and ``--bf16`` change our
-run only: the official always runs its reference settings (fp32, in-batch loss, random batches). The official
-runs without an MNTP adapter unless ``--official-mntp-adapter`` names one saved by its own ``run_mntp.py``.
+``--settings`` (``benchmarks/training_runs.py``: ``fp32`` or ``bf16`` autocast, ``+bylen`` length-grouped
+batches, ``+gc`` activation checkpointing, ``+mbN`` GradCache mini-batches of N; same loss and gradients) change
+our runs only: the official always runs its reference settings (fp32, in-batch loss, random batches). The
+official runs without an MNTP adapter unless ``--official-mntp-adapter`` names one saved by its own
+``run_mntp.py``.
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ import argparse
 import json
 import os
 import tempfile
-import time
 from pathlib import Path
 
 
@@ -48,7 +50,29 @@ def run_official(settings: dict, total: int, adapter: str | None, tmp: str):
     return anchor.run_script("run_simcse.py", args=[config_file])
 
 
+def train_ours(setting: dict, settings: dict, total: int, adapter: str | None, result: str, warmup: int,
+               steps: int) -> None:
+    import training_runs
+
+    from llm2embed.training.contrastive import train_contrastive
+
+    times: dict[int, float] = {}
+    losses: dict[int, float] = {}
+    with tempfile.TemporaryDirectory() as out:
+        train_contrastive({
+            **settings, "model_name_or_path": "smollm2-135m", "peft_model_name_or_path": adapter,
+            "dataset_name": "wiki", "output_dir": out, "stop_after_n_steps": total, "logging_steps": 1,
+            "save_strategy": "no", "use_cpu": True, "disable_tqdm": True, "mini_batch_size": setting["mb"] or None,
+            "bf16": setting["bf16"], "gradient_checkpointing": setting["gc"],
+            "train_sampling_strategy": "group_by_length" if setting["bylen"] else "random",
+        }, mode="simcse", fresh=True, callbacks=[training_runs.step_timer(times, losses)])
+    training_runs.write_result(result, training_runs.our_figures(times, losses, warmup, steps,
+                                                                 training_runs.label(setting)))
+
+
 def main() -> None:
+    import training_runs
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=20, help="timed steps after the warm-up")
     parser.add_argument("--warmup", type=int, default=3, help="untimed first steps (at least 1)")
@@ -57,74 +81,55 @@ def main() -> None:
     parser.add_argument("--mntp-adapter", default=None, help="MNTP adapter merged before SimCSE (ours)")
     parser.add_argument("--official-mntp-adapter", default=None,
                         help="MNTP adapter for the official run (one saved by its run_mntp.py)")
-    parser.add_argument("--mini-batch-size", type=int, default=8,
-                        help="GradCache mini-batch, ours (same loss and gradients; 0: plain in-batch loss)")
-    parser.add_argument("--group-by-length", action="store_true", help="length-grouped batches, ours")
-    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast, ours (not the reference setting)")
+    parser.add_argument("--settings", default="fp32+bylen+gc,bf16+bylen+gc,bf16+bylen",
+                        help="comma-separated settings of ours, e.g. fp32+mb8,bf16+bylen (see training_runs.py)")
     parser.add_argument("--skip-official", action="store_true", help="ours only: no side-by-side figures")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.warmup < 1:
         parser.error("--warmup must be at least 1 (the first step's time includes start-up)")
+    try:
+        ours = [training_runs.parse_setting(s, allowed={"gc", "bylen", "mb"})
+                for s in (args.child or args.settings).split(",")]
+    except ValueError as exc:
+        parser.error(str(exc))
     batch = args.batch_size
     total = args.warmup + args.steps
     settings = {  # the same for both tools
         "per_device_train_batch_size": batch, "max_seq_length": args.seq_len, "lora_r": 16, "simcse_dropout": 0.3,
         "loss_scale": 20, "learning_rate": 3e-5, "seed": 42, "torch_dtype": "float32", "max_steps": 1000,
     }
+    if args.child:
+        train_ours(ours[0], settings, total, args.mntp_adapter, args.result, args.warmup, args.steps)
+        return
 
-    figures: dict[str, dict] = {}
+    figures: list[dict] = []
     if not args.skip_official:
         import anchor
 
         with tempfile.TemporaryDirectory() as tmp:
             run = run_official(settings, total, args.official_mntp_adapter, tmp)
         steps = anchor.step_figures(run, args.warmup, args.steps)
-        figures["official"] = {"s_per_step": steps["s_per_step"], "peak_gb": run.peak_rss_mb / 1024,
-                               "losses": steps["losses"], "setting": "fp32, in-batch"}
+        figures.append({"tool": "official", "s_per_step": steps["s_per_step"], "peak_gb": run.peak_rss_mb / 1024,
+                        "losses": steps["losses"], "setting": "fp32, in-batch"})
+    child_args = ["--steps", str(args.steps), "--warmup", str(args.warmup), "--batch-size", str(batch),
+                  "--seq-len", str(args.seq_len)]
+    if args.mntp_adapter:
+        child_args += ["--mntp-adapter", args.mntp_adapter]
+    figures += training_runs.run_settings(__file__, args.settings.split(","), child_args)
 
-    from transformers import TrainerCallback
-
-    from llm2embed.training.contrastive import train_contrastive
-
-    times: dict[int, float] = {}
-    losses: dict[int, float] = {}
-
-    class Timer(TrainerCallback):
-        def on_step_end(self, a, state, control, **kw):
-            times[state.global_step] = time.perf_counter()
-
-        def on_log(self, a, state, control, logs=None, **kw):
-            if logs and "loss" in logs:
-                losses[state.global_step] = logs["loss"]
-                print(f"step {state.global_step:3d}  loss {logs['loss']:.4f}", flush=True)
-
-    print("llm2embed train_contrastive (simcse) ...", flush=True)
-    with tempfile.TemporaryDirectory() as out:
-        train_contrastive({
-            **settings, "model_name_or_path": "smollm2-135m", "peft_model_name_or_path": args.mntp_adapter,
-            "dataset_name": "wiki", "output_dir": out, "stop_after_n_steps": total, "logging_steps": 1,
-            "save_strategy": "no", "use_cpu": True, "disable_tqdm": True,
-            "mini_batch_size": args.mini_batch_size or None, "bf16": args.bf16,
-            "train_sampling_strategy": "group_by_length" if args.group_by_length else "random",
-        }, mode="simcse", fresh=True, callbacks=[Timer()])
     import torch
 
-    setting = ("bf16" if args.bf16 else "fp32") + (f", GradCache {args.mini_batch_size}" if args.mini_batch_size
-                                                  else ", in-batch")
-    if args.group_by_length:
-        setting += ", by length"
-    import anchor
-
-    figures["llm2embed"] = anchor.our_figures(times, losses, args.warmup, args.steps, setting)
-
-    official = figures.get("official")
+    official = figures[0] if figures[0]["tool"] == "official" else None
     print(f"\nSimCSE, batch {batch}, seq <= {args.seq_len}, LoRA r 16, {args.steps} steps timed after {args.warmup} "
           f"warm-up, {torch.get_num_threads()} threads; "
           + ("official llm2vec 0.2.3 run_simcse.py measured in this run" if official else "official skipped"))
     if official and (args.mntp_adapter or args.official_mntp_adapter) and not (
             args.mntp_adapter and args.official_mntp_adapter):
         print("note: only one of the two runs has an MNTP adapter (--mntp-adapter / --official-mntp-adapter)")
-    anchor.print_training_table(figures, "pairs/s", batch, total, setting_width=30)
+    training_runs.print_training_table(figures, "pairs/s", batch, total, setting_width=36)
+
 
 if __name__ == "__main__":
     main()

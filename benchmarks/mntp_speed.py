@@ -1,12 +1,12 @@
 """MNTP training speed on the embedded default model (CPU), the official run_mntp.py and llm2embed side by side.
 
-    python benchmarks/mntp_speed.py [--steps 20] [--warmup 3] [--gradient-checkpointing] [--bf16]
+    python benchmarks/mntp_speed.py [--steps 20] [--warmup 3] [--settings fp32,bf16]
     python benchmarks/mntp_speed.py --steps 2 --warmup 1 --seq-len 32     # smoke run
     python benchmarks/mntp_speed.py --skip-official                      # ours only (no ratios)
 
 First the official ``experiments/run_mntp.py`` of llm2vec 0.2.3 (run from ``../shared/anchors``, in its own
 venv, see ``benchmarks/anchor.py``) with ``configs/mntp_smol.json`` pointed at a temporary folder, then
-``llm2embed.training.mntp.train_mntp`` in this process, with the same settings: SmolLM2-135M (embedded
+``llm2embed.training.mntp.train_mntp`` once per setting of ours, each in its own process, with the same settings: SmolLM2-135M (embedded
 default), max_seq_length 128, batch 8, LoRA r 16, fp32, mlm_probability 0.2, mask_token_type blank,
 data_collator_type default, lr 5e-5 with linear decay over 1,000 steps, seed 42, the Wikipedia lead sections of
 the train split (one per line for the official script). Both stop after warm-up + steps optimizer steps; the
@@ -14,8 +14,9 @@ time is taken from the end of the last warm-up step to the end of the last step,
 callback. Prints the loss at every step, then s/step, tokens/s, peak RSS of each process and the ratios of
 this run, and the losses at step 10 and at the last step.
 
-``--gradient-checkpointing`` and ``--bf16`` (bfloat16 autocast, fp32 master weights; the pipeline's setting)
-change our run only: the official always runs its reference settings (fp32, no checkpointing).
+``--settings`` (``benchmarks/training_runs.py``: ``fp32`` or ``bf16`` autocast with fp32 master weights, ``+gc``
+activation checkpointing) change our runs only: the official always runs its reference settings (fp32, no
+checkpointing).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import argparse
 import json
 import os
 import tempfile
-import time
 from pathlib import Path
 
 
@@ -44,18 +44,45 @@ def run_official(settings: dict, total: int, tmp: str):
     return anchor.run_script("run_mntp.py", args=[config_file])
 
 
+def train_ours(setting: dict, settings: dict, total: int, result: str, warmup: int, steps: int) -> None:
+    import training_runs
+
+    from llm2embed.training.mntp import train_mntp
+
+    times: dict[int, float] = {}
+    losses: dict[int, float] = {}
+    with tempfile.TemporaryDirectory() as out:
+        config = {
+            **settings, "model_name_or_path": "smollm2-135m", "train_file": "wiki", "output_dir": out,
+            "stop_after_n_steps": total, "logging_steps": 1, "save_strategy": "no", "do_train": True,
+            "do_eval": False, "eval_strategy": "no", "use_cpu": True, "disable_tqdm": True,
+            "dataloader_num_workers": 0, "gradient_checkpointing": setting["gc"], "bf16": setting["bf16"],
+        }
+        train_mntp(config, fresh=True, callbacks=[training_runs.step_timer(times, losses)])
+    training_runs.write_result(result, training_runs.our_figures(times, losses, warmup, steps,
+                                                                 training_runs.label(setting)))
+
+
 def main() -> None:
+    import training_runs
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=20, help="timed steps after the warm-up")
     parser.add_argument("--warmup", type=int, default=3, help="untimed first steps (at least 1)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--seq-len", type=int, default=128, help="max_seq_length (tokens per packed block)")
-    parser.add_argument("--gradient-checkpointing", action="store_true", help="ours only")
-    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast, ours only (not the reference)")
+    parser.add_argument("--settings", default="fp32,bf16",
+                        help="comma-separated settings of ours, e.g. fp32,bf16+gc (see training_runs.py)")
     parser.add_argument("--skip-official", action="store_true", help="ours only: no side-by-side figures")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.warmup < 1:
         parser.error("--warmup must be at least 1 (the first step's time includes start-up)")
+    try:
+        ours = [training_runs.parse_setting(s, allowed={"gc"}) for s in (args.child or args.settings).split(",")]
+    except ValueError as exc:
+        parser.error(str(exc))
 
     batch, seq = args.batch_size, args.seq_len
     total = args.warmup + args.steps
@@ -65,56 +92,30 @@ def main() -> None:
         "lr_scheduler_type": "linear", "seed": 42, "torch_dtype": "float32", "max_steps": 1000,
         "gradient_checkpointing": False,
     }
+    if args.child:
+        train_ours(ours[0], settings, total, args.result, args.warmup, args.steps)
+        return
 
-    figures: dict[str, dict] = {}
+    figures: list[dict] = []
     if not args.skip_official:
         import anchor
 
         with tempfile.TemporaryDirectory() as tmp:
             run = run_official(settings, total, tmp)
         steps = anchor.step_figures(run, args.warmup, args.steps)
-        figures["official"] = {"s_per_step": steps["s_per_step"], "peak_gb": run.peak_rss_mb / 1024,
-                               "losses": steps["losses"], "setting": "fp32"}
+        figures.append({"tool": "official", "s_per_step": steps["s_per_step"], "peak_gb": run.peak_rss_mb / 1024,
+                        "losses": steps["losses"], "setting": "fp32"})
+    figures += training_runs.run_settings(__file__, args.settings.split(","), [
+        "--steps", str(args.steps), "--warmup", str(args.warmup), "--batch-size", str(batch), "--seq-len", str(seq)])
 
-    from transformers import TrainerCallback
-
-    from llm2embed.training.mntp import train_mntp
-
-    times: dict[int, float] = {}
-    losses: dict[int, float] = {}
-
-    class Timer(TrainerCallback):
-        def on_step_end(self, a, state, control, **kw):
-            times[state.global_step] = time.perf_counter()
-
-        def on_log(self, a, state, control, logs=None, **kw):
-            if logs and "loss" in logs:
-                losses[state.global_step] = logs["loss"]
-                print(f"step {state.global_step:3d}  loss {logs['loss']:.4f}", flush=True)
-
-    print("llm2embed train_mntp ...", flush=True)
-    with tempfile.TemporaryDirectory() as out:
-        config = {
-            **settings, "model_name_or_path": "smollm2-135m", "train_file": "wiki", "output_dir": out,
-            "stop_after_n_steps": total, "logging_steps": 1, "save_strategy": "no", "do_train": True,
-            "do_eval": False, "eval_strategy": "no", "use_cpu": True, "disable_tqdm": True,
-            "dataloader_num_workers": 0, "gradient_checkpointing": args.gradient_checkpointing, "bf16": args.bf16,
-        }
-        train_mntp(config, fresh=True, callbacks=[Timer()])
     import torch
 
-    setting = "bf16 autocast" if args.bf16 else "fp32"
-    if args.gradient_checkpointing:
-        setting += " + checkpointing"
-    import anchor
-
-    figures["llm2embed"] = anchor.our_figures(times, losses, args.warmup, args.steps, setting)
-
-    official = figures.get("official")
+    official = figures[0] if figures[0]["tool"] == "official" else None
     print(f"\nMNTP, batch {batch} x {seq} tokens, LoRA r 16, {args.steps} steps timed after {args.warmup} warm-up, "
           f"{torch.get_num_threads()} threads; "
           + ("official llm2vec 0.2.3 run_mntp.py measured in this run" if official else "official skipped"))
-    anchor.print_training_table(figures, "tokens/s", batch * seq, total, setting_width=26)
+    training_runs.print_training_table(figures, "tokens/s", batch * seq, total, setting_width=26)
+
 
 if __name__ == "__main__":
     main()
