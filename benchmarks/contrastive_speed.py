@@ -91,7 +91,7 @@ def main() -> None:
         parser.error("--warmup must be at least 1 (the first step's time includes start-up)")
     try:
         ours = [training_runs.parse_setting(s, allowed={"gc", "bylen", "mb"})
-                for s in (args.child or args.settings).split(",")]
+                for s in (args.settings if args.child is None else args.child).split(",")]
     except ValueError as exc:
         parser.error(str(exc))
     batch = args.batch_size
@@ -100,7 +100,7 @@ def main() -> None:
         "per_device_train_batch_size": batch, "max_seq_length": args.seq_len, "lora_r": 16, "simcse_dropout": 0.3,
         "loss_scale": 20, "learning_rate": 3e-5, "seed": 42, "torch_dtype": "float32", "max_steps": 1000,
     }
-    if args.child:
+    if args.child is not None:
         train_ours(ours[0], settings, total, args.mntp_adapter, args.result, args.warmup, args.steps)
         return
 

@@ -6,9 +6,9 @@
 
 First the official ``experiments/run_mntp.py`` of llm2vec 0.2.3 (run from ``../shared/anchors``, in its own
 venv, see ``benchmarks/anchor.py``) with ``configs/mntp_smol.json`` pointed at a temporary folder, then
-``llm2embed.training.mntp.train_mntp`` once per setting of ours, each in its own process, with the same settings: SmolLM2-135M (embedded
-default), max_seq_length 128, batch 8, LoRA r 16, fp32, mlm_probability 0.2, mask_token_type blank,
-data_collator_type default, lr 5e-5 with linear decay over 1,000 steps, seed 42, the Wikipedia lead sections of
+``llm2embed.training.mntp.train_mntp`` once per setting of ours, each in its own process, with the same
+settings: SmolLM2-135M (embedded default), max_seq_length 128, batch 8, LoRA r 16, fp32, mlm_probability 0.2,
+mask_token_type blank, data_collator_type default, lr 5e-5 with linear decay over 1,000 steps, seed 42, the Wikipedia lead sections of
 the train split (one per line for the official script). Both stop after warm-up + steps optimizer steps; the
 time is taken from the end of the last warm-up step to the end of the last step, by the same kind of Trainer
 callback. Prints the loss at every step, then s/step, tokens/s, peak RSS of each process and the ratios of
@@ -80,7 +80,8 @@ def main() -> None:
     if args.warmup < 1:
         parser.error("--warmup must be at least 1 (the first step's time includes start-up)")
     try:
-        ours = [training_runs.parse_setting(s, allowed={"gc"}) for s in (args.child or args.settings).split(",")]
+        ours = [training_runs.parse_setting(s, allowed={"gc"})
+                for s in (args.settings if args.child is None else args.child).split(",")]
     except ValueError as exc:
         parser.error(str(exc))
 
@@ -92,7 +93,7 @@ def main() -> None:
         "lr_scheduler_type": "linear", "seed": 42, "torch_dtype": "float32", "max_steps": 1000,
         "gradient_checkpointing": False,
     }
-    if args.child:
+    if args.child is not None:
         train_ours(ours[0], settings, total, args.result, args.warmup, args.steps)
         return
 

@@ -24,6 +24,8 @@ from pathlib import Path
 
 def parse_setting(text: str, allowed: set[str]) -> dict:
     """``"bf16+gc"`` -> ``{"bf16": True, "gc": True, ...}``; an unknown token is an error naming it."""
+    if not text.strip():
+        raise ValueError("empty setting (settings are comma-separated, e.g. fp32,bf16+gc)")
     setting = {"bf16": False, "gc": False, "bylen": False, "mb": 0}
     for token in filter(None, text.strip().split("+")):
         if token in ("fp32", "bf16"):
