@@ -1,6 +1,7 @@
 """The pipeline: end to end on a tiny model, skip on rerun, resume after a kill, invalidate downstream only."""
 
 import json
+import shutil
 
 import pytest
 import yaml
@@ -49,6 +50,12 @@ def test_end_to_end_skip_and_invalidate(tiny_pipeline, tmp_path):
     messages.clear()
     run_pipeline(tiny_pipeline, echo=messages.append)
     assert sum("skipped" in m for m in messages) == 2
+
+    moved = dict(tiny_pipeline, output=str(tmp_path / "moved"))  # a copied run folder keeps its finished stages
+    shutil.copytree(run, tmp_path / "moved")
+    messages.clear()
+    assert run_pipeline(moved, echo=messages.append, evaluate=False)["final"] == str(tmp_path / "moved/simcse/encoder")
+    assert sum("done earlier" in m for m in messages) == 2
 
     changed = json.loads(json.dumps(tiny_pipeline))
     changed["simcse"]["learning_rate"] = 5e-4

@@ -12,7 +12,8 @@ llm2vec configs of each stage (paste yours in; ``null`` skips a stage), and the 
 Each stage writes into ``<output>/<stage>/`` and, when it is complete, a marker holding the hash of its own
 settings and of every stage before it. A rerun skips a stage whose marker matches (so a killed pipeline
 resumes where it stopped, and a stage killed midway resumes from its last checkpoint), and a changed setting
-re-runs exactly that stage and the ones after it.
+re-runs exactly that stage and the ones after it. Paths inside the run folder enter the hash relative to it,
+so a run folder that is moved or copied elsewhere still resumes and skips its finished stages.
 
 >>> from llm2embed.pipeline import run_pipeline, default_config
 >>> run_pipeline(default_config(), output="runs/default")  # doctest: +SKIP
@@ -182,9 +183,21 @@ def _write_marker(folder: Path, data: dict) -> None:
     os.replace(tmp, folder / MARKER)
 
 
-def _prepare(folder: Path, key: str) -> bool:
-    """Make ``folder`` ready for a stage with settings ``key``; returns True if it is already complete."""
+def _location_free(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
+    """``cfg`` with paths inside the run folder written relative to it, so a moved or copied run still matches."""
+    root = str(out)
+    return {k: "<output>" + v[len(root):] if isinstance(v, str) and (v == root or v.startswith(root + os.sep)) else v
+            for k, v in cfg.items()}
+
+
+def _prepare(folder: Path, key: str, legacy_key: str | None = None) -> bool:
+    """Make ``folder`` ready for a stage with settings ``key``; returns True if it is already complete.
+
+    ``legacy_key``: the key of markers written before keys were location-free; such a marker is upgraded."""
     marker = _marker(folder)
+    if marker and legacy_key and marker.get("key") == legacy_key:
+        marker["key"] = key
+        _write_marker(folder, marker)
     if marker and marker.get("key") == key and marker.get("complete"):
         return True
     if folder.exists() and (marker is None or marker.get("key") != key):
@@ -297,10 +310,11 @@ def run_pipeline(config: dict[str, Any] | None = None, output: str | os.PathLike
                      *(config.get(k) for k in ("bidirectional", "prompt_template", "max_length")))
     final: str | Path = config["model"]
     stages = [(stage, accelerator_defaults(cfg)) for stage, cfg in _stage_configs(config, out)]
+    legacy = upstream
     for index, (stage, cfg) in enumerate(stages, 1):
-        key = _hash(upstream, stage, cfg)
+        key, legacy = _hash(upstream, stage, _location_free(cfg, out)), _hash(legacy, stage, cfg)
         folder = out / stage
-        if _prepare(folder, key):
+        if _prepare(folder, key, legacy):
             echo(f"[{index}/{len(stages)}] {stage}: done earlier with the same settings, skipped")
             summary["stages"][stage] = {"skipped": True, **(_marker(folder) or {})}
         else:
