@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from llm2embed.cli import main
-from llm2embed.pipeline import default_config, load_pipeline_config, run_pipeline
+from llm2embed.pipeline import default_config, load_pipeline_config, run_pipeline, stage_keys
 
 
 @pytest.fixture
@@ -56,6 +56,14 @@ def test_end_to_end_skip_and_invalidate(tiny_pipeline, tmp_path):
     messages.clear()
     assert run_pipeline(moved, echo=messages.append, evaluate=False)["final"] == str(tmp_path / "moved/simcse/encoder")
     assert sum("done earlier" in m for m in messages) == 2
+
+    for stage, _cfg, key, legacy in stage_keys(tiny_pipeline, run):  # markers of older versions are upgraded
+        marker = run / stage / "llm2embed_stage.json"
+        marker.write_text(json.dumps({**json.loads(marker.read_text()), "key": legacy}))
+    messages.clear()
+    run_pipeline(tiny_pipeline, echo=messages.append, evaluate=False)
+    assert sum("done earlier" in m for m in messages) == 2
+    assert json.loads((run / "simcse/llm2embed_stage.json").read_text())["key"] == key != legacy
 
     changed = json.loads(json.dumps(tiny_pipeline))
     changed["simcse"]["learning_rate"] = 5e-4

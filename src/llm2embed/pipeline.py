@@ -38,7 +38,7 @@ from .pipeline_evaluation import baseline_specs, check_evaluation_data, evaluate
 logger = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_RECIPE", "RECIPES", "STAGES", "baseline_specs", "check_evaluation_data", "default_config", "load_pipeline_config",
-           "run_pipeline"]
+           "run_pipeline", "stage_keys"]
 
 STAGES = ("mntp", "simcse", "supervised")
 MARKER = "llm2embed_stage.json"
@@ -190,6 +190,25 @@ def _location_free(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
             for k, v in cfg.items()}
 
 
+def stage_keys(config: dict[str, Any], out: Path) -> list[tuple[str, dict[str, Any], str, str]]:
+    """``(stage, settings, key, legacy key)`` of each enabled stage of a run in ``out``.
+
+    A key hashes the model, the inherited settings and every stage up to this one, with paths inside ``out``
+    made relative; the legacy key is the same chain over absolute paths (markers of older versions).
+
+    >>> [(stage, key) for stage, _cfg, key, _legacy in stage_keys(default_config(), Path("runs/default"))]
+    [('simcse', '3680ed05dce0b3aa')]
+    """
+    upstream = legacy = _hash(config["model"], config.get("pooling_mode") or "mean",
+                              *(config.get(k) for k in ("bidirectional", "prompt_template", "max_length")))
+    keyed = []
+    for stage, cfg in _stage_configs(config, out):
+        cfg = accelerator_defaults(cfg)
+        upstream, legacy = _hash(upstream, stage, _location_free(cfg, out)), _hash(legacy, stage, cfg)
+        keyed.append((stage, cfg, upstream, legacy))
+    return keyed
+
+
 def _prepare(folder: Path, key: str, legacy_key: str | None = None) -> bool:
     """Make ``folder`` ready for a stage with settings ``key``; returns True if it is already complete.
 
@@ -306,13 +325,9 @@ def run_pipeline(config: dict[str, Any] | None = None, output: str | os.PathLike
     (out / "pipeline.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
     summary: dict[str, Any] = {"stages": {}}
-    upstream = _hash(config["model"], config.get("pooling_mode") or "mean",
-                     *(config.get(k) for k in ("bidirectional", "prompt_template", "max_length")))
     final: str | Path = config["model"]
-    stages = [(stage, accelerator_defaults(cfg)) for stage, cfg in _stage_configs(config, out)]
-    legacy = upstream
-    for index, (stage, cfg) in enumerate(stages, 1):
-        key, legacy = _hash(upstream, stage, _location_free(cfg, out)), _hash(legacy, stage, cfg)
+    stages = stage_keys(config, out)
+    for index, (stage, cfg, key, legacy) in enumerate(stages, 1):
         folder = out / stage
         if _prepare(folder, key, legacy):
             echo(f"[{index}/{len(stages)}] {stage}: done earlier with the same settings, skipped")
@@ -331,12 +346,11 @@ def run_pipeline(config: dict[str, Any] | None = None, output: str | os.PathLike
             echo(f"[{index}/{len(stages)}] {stage}: kept step {selection['best_step']} "
                  f"({selection['metric']} {selection['best_score']:.2f}; scored at steps "
                  f"{', '.join(str(int(h[0])) for h in selection['history'])})")
-        upstream = key
         final = folder / "encoder"
     summary["final"] = str(final)
     summary["training_seconds"] = round(sum(v.get("seconds", 0) for v in summary["stages"].values()), 1)
     if evaluate:
-        summary["evaluation"] = evaluate_run(config, out, [s for s, _ in stages], final, echo,
+        summary["evaluation"] = evaluate_run(config, out, [s for s, *_ in stages], final, echo,
                                              Path(cache_dir) if cache_dir else None)
     summary["wall_seconds"] = round(time.perf_counter() - run_start, 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
