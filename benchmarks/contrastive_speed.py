@@ -56,6 +56,8 @@ def train_ours(setting: dict, settings: dict, total: int, adapter: str | None, r
 
     from llm2embed.training.contrastive import train_contrastive
 
+    training_runs.apply_setting_in_process(setting)
+
     times: dict[int, float] = {}
     losses: dict[int, float] = {}
     with tempfile.TemporaryDirectory() as out:

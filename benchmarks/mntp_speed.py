@@ -49,6 +49,8 @@ def train_ours(setting: dict, settings: dict, total: int, result: str, warmup: i
 
     from llm2embed.training.mntp import train_mntp
 
+    training_runs.apply_setting_in_process(setting)
+
     times: dict[int, float] = {}
     losses: dict[int, float] = {}
     with tempfile.TemporaryDirectory() as out:

@@ -2,10 +2,12 @@
 
 A setting is ``+``-joined tokens, e.g. ``bf16+bylen+gc``: ``fp32`` or ``bf16`` (autocast, fp32 master
 weights), ``gc`` (activation checkpointing), ``bylen`` (length-grouped batches), ``mbN`` (GradCache mini-batches
-of N). Each setting trains in its own process, so the peak RSS printed is that setting's alone.
+of N), ``castw`` (bf16 only: keep the frozen weights in fp32 so that autocast casts them at every forward, as
+before ``frozen_weights_as``; for measuring that lever). Each setting trains in its own process, so the peak
+RSS printed is that setting's alone.
 
 >>> parse_setting("bf16+bylen+gc", allowed={"gc", "bylen"})
-{'bf16': True, 'gc': True, 'bylen': True, 'mb': 0}
+{'bf16': True, 'gc': True, 'bylen': True, 'mb': 0, 'castw': False}
 >>> label(parse_setting("fp32+mb8", allowed={"mb"}))
 'fp32, GradCache 8'
 """
@@ -26,17 +28,21 @@ def parse_setting(text: str, allowed: set[str]) -> dict:
     """``"bf16+gc"`` -> ``{"bf16": True, "gc": True, ...}``; an unknown token is an error naming it."""
     if not text.strip():
         raise ValueError("empty setting (settings are comma-separated, e.g. fp32,bf16+gc)")
-    setting = {"bf16": False, "gc": False, "bylen": False, "mb": 0}
+    setting = {"bf16": False, "gc": False, "bylen": False, "mb": 0, "castw": False}
     for token in filter(None, text.strip().split("+")):
         if token in ("fp32", "bf16"):
             setting["bf16"] = token == "bf16"
+        elif token == "castw":
+            setting["castw"] = True
         elif token in ("gc", "bylen") and token in allowed:
             setting[token] = True
         elif (m := re.fullmatch(r"mb(\d+)", token)) and "mb" in allowed:
             setting["mb"] = int(m.group(1))
         else:
-            raise ValueError(f"unknown token {token!r} in setting {text!r}; known: fp32, bf16, "
+            raise ValueError(f"unknown token {token!r} in setting {text!r}; known: fp32, bf16, castw, "
                              + ", ".join(sorted(a if a != "mb" else "mbN" for a in allowed)))
+    if setting["castw"] and not setting["bf16"]:
+        raise ValueError(f"castw only means something with bf16 (setting {text!r})")
     return setting
 
 
@@ -49,7 +55,23 @@ def label(setting: dict) -> str:
         parts.append("by length")
     if setting["gc"]:
         parts.append("checkpointing")
+    if setting["castw"]:
+        parts.append("fp32 frozen")
     return ", ".join(parts)
+
+
+def apply_setting_in_process(setting: dict) -> None:
+    """``castw``: this process trains without :func:`frozen_weights_as` (autocast casts the fp32 weights)."""
+    if not setting["castw"]:
+        return
+    import contextlib
+
+    from llm2embed.training import lora, mntp
+
+    def unchanged(_model, _training_args):
+        return contextlib.nullcontext(0)
+
+    lora.frozen_weights_for_training = mntp.frozen_weights_for_training = unchanged
 
 
 def step_timer(times: dict, losses: dict):

@@ -201,3 +201,22 @@ def test_wiki_sentences_come_from_the_train_split():
     held_out = [a for a in load_wiki_articles() if is_held_out(a.title)][:200]
     leaked = [s for a in held_out for s in split_sentences(a.extract) if s in sentences and len(s) > 80]
     assert not leaked
+
+
+def test_bf16_training_saves_exact_fp32_weights(llama_folder, tmp_path):
+    """bf16 autocast training holds the frozen weights in bf16 while it runs; the saved encoder is fp32, not rounded."""
+    from safetensors.torch import load_file
+
+    sentences = tmp_path / "s.txt"
+    sentences.write_text("\n".join(f"sentence {i} about a man and a guitar on the stage {i * 7}" for i in range(40)))
+    config = {"model_name_or_path": llama_folder, "dataset_name": "Wiki1M", "dataset_file_path": str(sentences),
+              "output_dir": str(tmp_path / "out"), "per_device_train_batch_size": 8, "stop_after_n_steps": 3,
+              "learning_rate": 1e-3, "bf16": True, "use_cpu": True, "lora_r": 4, "max_seq_length": 16,
+              "save_strategy": "no", "disable_tqdm": True}
+    train_contrastive(config, mode="simcse")
+    weights = {}
+    for shard in (tmp_path / "out/encoder").glob("*.safetensors"):
+        weights.update(load_file(shard))
+    q_proj = next(w for name, w in weights.items() if name.endswith("layers.0.self_attn.q_proj.weight"))
+    assert q_proj.dtype == torch.float32
+    assert not torch.equal(q_proj, q_proj.to(torch.bfloat16).float())  # fp32 values, not bf16 ones upcast

@@ -75,3 +75,53 @@ def test_fused_lora_matches_peft(arch):
     a.sum().backward()
     grads = [p.grad for n, p in fused.named_parameters() if "lora_A" in n]
     assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def test_frozen_weights_in_bf16_give_the_same_training_step_and_come_back_exact():
+    """bf16 training holds the frozen LoRA base weights in bf16: same loss and LoRA gradients, fp32 restored."""
+    from llm2embed.training.lora import frozen_weights_as
+
+    torch.manual_seed(0)
+    model = add_lora(tiny_model("llama"), r=4, dropout=0.0)
+    for name, param in model.named_parameters():  # non-zero B so that every LoRA weight gets a gradient
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=0.1)
+    ids = torch.randint(3, 500, (2, 9), generator=torch.Generator().manual_seed(0))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+
+    def step():
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(input_ids=ids).last_hidden_state.float().pow(2).mean()
+        loss.backward()
+        return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    loss, grads = step()
+    with frozen_weights_as(model, torch.bfloat16) as swapped:
+        base = model.base_model.model.layers[0].self_attn.q_proj.base_layer.weight
+        assert swapped == 7 * len(model.base_model.model.layers) and base.dtype == torch.bfloat16
+        assert model.base_model.model.embed_tokens.weight.dtype == torch.float32  # never the embeddings
+        loss_bf16, grads_bf16 = step()
+    assert loss_bf16 == loss and grads_bf16.keys() == grads.keys() and len(grads) > 0
+    assert all(torch.equal(grads[n], grads_bf16[n]) for n in grads)
+    assert all(p.dtype == torch.float32 and torch.equal(p, before[n]) for n, p in model.named_parameters())
+    with frozen_weights_as(model, None) as swapped:
+        assert swapped == 0
+
+
+def test_frozen_weights_stay_as_they_are_under_fsdp_deepspeed_or_full_precision(monkeypatch):
+    from types import SimpleNamespace
+
+    from llm2embed.training.lora import frozen_weights_for_training
+
+    model = add_lora(tiny_model("llama"), r=4)
+    bf16 = SimpleNamespace(bf16=True, fp16=False, fsdp="", deepspeed=None)
+    with frozen_weights_for_training(model, bf16) as swapped:
+        assert swapped > 0
+    for args in (SimpleNamespace(bf16=False, fp16=False, fsdp="", deepspeed=None),
+                 SimpleNamespace(bf16=True, fp16=False, fsdp="full_shard", deepspeed=None)):
+        with frozen_weights_for_training(model, args) as swapped:
+            assert swapped == 0
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")  # `accelerate launch --config_file examples/accelerate_fsdp.yaml`
+    with frozen_weights_for_training(model, bf16) as swapped:
+        assert swapped == 0

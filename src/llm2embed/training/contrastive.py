@@ -247,8 +247,7 @@ def _trainer_class():
 
 def _dev_selector(encoder, args: ContrastiveArguments, targs, output_dir: Path, fresh: bool):
     """The dev-set selector when ``eval_dataset`` is set (its saved state dropped with ``fresh``)."""
-    import torch
-
+    from .runs import autocast_dtype
     from .selection import BEST_DIR, DevSelector, load_dev_pairs
 
     if fresh:
@@ -256,8 +255,8 @@ def _dev_selector(encoder, args: ContrastiveArguments, targs, output_dir: Path, 
     if not args.eval_dataset:
         return None
     pairs = load_dev_pairs(args.eval_dataset)
-    dtype = torch.bfloat16 if targs.bf16 else torch.float16 if targs.fp16 else None
-    return DevSelector(encoder, pairs, every=args.eval_every_n_steps, output_dir=output_dir, autocast_dtype=dtype,
+    return DevSelector(encoder, pairs, every=args.eval_every_n_steps, output_dir=output_dir,
+                       autocast_dtype=autocast_dtype(targs),
                        at_start=args.eval_at_start, name=Path(args.eval_dataset).stem,
                        max_length=args.encoder_max_length)
 
@@ -272,6 +271,7 @@ def train_contrastive(config: dict[str, Any] | str | os.PathLike, mode: str = "s
     """
     from sentence_transformers import SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers, MultiDatasetBatchSamplers
+    from .lora import frozen_weights_for_training
     from .runs import prepare_run, stop_after_n_steps, wait_for_all_processes
 
     if mode not in ("simcse", "supervised"):
@@ -306,7 +306,8 @@ def train_contrastive(config: dict[str, Any] | str | os.PathLike, mode: str = "s
         model=encoder.st_model, args=targs, train_dataset=train_dataset, loss=_loss(encoder, args),
         callbacks=[stop_after_n_steps(args.stop_after_n_steps), *([selector.callback()] if selector else []),
                    *(callbacks or [])])
-    result = trainer.train(resume_from_checkpoint=resume)
+    with frozen_weights_for_training(encoder.st_model[0].model, targs):
+        result = trainer.train(resume_from_checkpoint=resume)
     metrics = dict(result.metrics)
     if trainer.is_world_process_zero():
         if selector is not None:

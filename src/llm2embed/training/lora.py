@@ -12,12 +12,15 @@ names and saved files are unchanged (``lora_A.<adapter>.weight``), so PEFT saves
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["FusedDropoutLinear", "add_lora", "fuse_lora_dropout", "keep_mask"]
+__all__ = ["FusedDropoutLinear", "add_lora", "frozen_weights_as", "frozen_weights_for_training", "fuse_lora_dropout",
+           "keep_mask"]
 
 
 def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device=None) -> torch.Tensor:
@@ -97,3 +100,52 @@ def add_lora(model, r: int = 8, alpha: int | None = None, dropout: float = 0.05,
     if fused_dropout:
         fuse_lora_dropout(peft_model)
     return peft_model
+
+
+@contextlib.contextmanager
+def frozen_weights_as(peft_model, dtype: torch.dtype | None):
+    """Inside the block, the frozen weights under every LoRA layer are held in ``dtype``; restored on exit.
+
+    Autocast casts each frozen fp32 weight to bf16 again at every forward (13 % of a forward, profiled on CPU),
+    since it only caches casts of weights that require grad. Holding the bf16 copies for the whole training
+    run removes those casts with the same arithmetic: the matmul sees the same bf16 weight either way. Only
+    the ``base_layer`` linears of LoRA layers are touched, never embeddings, norms or a tied head, and the
+    original fp32 tensors come back on exit (on a GPU they wait in host memory, which also frees device memory),
+    so merging and saving are exact. Yields how many were swapped.
+
+    >>> with frozen_weights_as(peft_model, torch.bfloat16):   # doctest: +SKIP
+    ...     trainer.train()
+    """
+    swapped = []
+    if dtype is not None:
+        bases = {id(m): m for m in _lora_bases(peft_model)}
+        elsewhere = {id(p) for m in peft_model.modules() if id(m) not in bases for p in m.parameters(recurse=False)}
+        for base in bases.values():
+            weight = base.weight
+            if weight.requires_grad or weight.dtype == dtype or id(weight) in elsewhere:
+                continue
+            original = weight.data if weight.device.type == "cpu" else weight.data.to("cpu")  # GPU: kept in host RAM
+            swapped.append((weight, original))
+            weight.data = weight.data.to(dtype)
+    try:
+        yield len(swapped)
+    finally:
+        for weight, original in swapped:
+            weight.data = original.to(weight.device)
+
+
+def frozen_weights_for_training(peft_model, training_args):
+    """:func:`frozen_weights_as` in the trainer's autocast dtype; a no-op in full precision and when FSDP or
+    DeepSpeed own the parameters (they shard and cast them themselves)."""
+    from .runs import autocast_dtype
+
+    launched = any(os.environ.get(f"ACCELERATE_USE_{kind}", "").lower() in ("1", "true")
+                   for kind in ("FSDP", "DEEPSPEED"))  # what `accelerate launch` sets for those configs
+    sharded = launched or bool(getattr(training_args, "fsdp", None) or getattr(training_args, "deepspeed", None))
+    return frozen_weights_as(peft_model, None if sharded else autocast_dtype(training_args))
+
+
+def _lora_bases(peft_model) -> list[torch.nn.Linear]:
+    """The plain linears wrapped by LoRA layers (their ``base_layer``)."""
+    return [m.base_layer for m in peft_model.modules()
+            if hasattr(m, "lora_A") and type(getattr(m, "base_layer", None)) is torch.nn.Linear]

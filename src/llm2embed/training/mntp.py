@@ -27,7 +27,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .lora import add_lora
+from .lora import add_lora, frozen_weights_for_training
 from .runs import prepare_run, stop_after_n_steps, wait_for_all_processes
 from .sharding import full_adapter_state
 from .config import (ConfigError, DataArguments, MNTPArguments, ModelArguments, choose_attn_implementation,
@@ -342,7 +342,8 @@ def train_mntp(config: dict[str, Any] | str | os.PathLike, overrides: dict[str, 
     trainer.lm_head.to(args.device)
 
     metrics: dict[str, Any] = {}
-    result = trainer.train(resume_from_checkpoint=resume)
+    with frozen_weights_for_training(peft_decoder, args):
+        result = trainer.train(resume_from_checkpoint=resume)
     metrics.update(result.metrics)
     if (args.do_eval or args.eval_strategy != "no") and len(eval_ds):
         metrics.update(trainer.evaluate())

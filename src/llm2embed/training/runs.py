@@ -13,7 +13,7 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["REQUIRED_CHECKPOINT_FILES", "close_distributed", "last_complete_checkpoint", "prepare_run",
+__all__ = ["REQUIRED_CHECKPOINT_FILES", "autocast_dtype", "close_distributed", "last_complete_checkpoint", "prepare_run",
            "stop_after_n_steps", "wait_for_all_processes"]
 
 REQUIRED_CHECKPOINT_FILES = ("trainer_state.json",)
@@ -32,6 +32,13 @@ def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
                 and any((child / f).is_file() for f in WEIGHT_FILES)):
             found.append((int(step), child))
     return str(max(found)[1]) if found else None
+
+
+def autocast_dtype(args):
+    """The dtype the trainer autocasts to (``bf16``/``fp16`` training arguments), or None in full precision."""
+    import torch
+
+    return torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 else None
 
 
 def prepare_run(args, fresh: bool) -> tuple[Path, str | None]:
