@@ -13,8 +13,8 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["REQUIRED_CHECKPOINT_FILES", "autocast_dtype", "close_distributed", "last_complete_checkpoint", "prepare_run",
-           "stop_after_n_steps", "wait_for_all_processes"]
+__all__ = ["REQUIRED_CHECKPOINT_FILES", "autocast_dtype", "close_distributed", "last_complete_checkpoint",
+           "prepare_run", "stop_after_n_steps", "wait_for_all_processes"]
 
 REQUIRED_CHECKPOINT_FILES = ("trainer_state.json",)
 WEIGHT_FILES = ("adapter_model.safetensors", "model.safetensors")  # LoRA training, or full fine-tuning
