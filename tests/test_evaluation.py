@@ -233,6 +233,39 @@ def test_wiki_builder_on_synthetic_corpus(tmp_path):
     assert bench.clustering.ids == bench.classification_test.ids
 
 
+def test_wiki_dev_split_on_synthetic_corpus(tmp_path):
+    from llm2embed.evaluation.wiki import build_wiki_benchmark
+
+    path, held, train = synthetic_corpus(tmp_path)
+    test = build_wiki_benchmark(path, max_words=10, train_size=2)
+    dev = build_wiki_benchmark(path, max_words=10, train_size=2, split="dev")
+    classifier_train = set(dev.classification_train.ids)
+    assert classifier_train == set(test.classification_train.ids)  # the classifier learns from the same texts
+    assert set(dev.retrieval.corpus) <= set(train) - classifier_train  # no held-out, no classifier-train article
+    assert len(dev.retrieval.corpus) == min(len(held), len(train) - len(classifier_train))
+    assert set(dev.clustering.ids) == set(dev.classification_test.ids) <= set(dev.retrieval.corpus)
+    assert "Uncategorized" not in dev.classification_test.labels
+    assert dev.retrieval.name == "wiki-dev-retrieval" and dev.fingerprint() != test.fingerprint()
+    with pytest.raises(ValueError, match="split 'validation'"):
+        build_wiki_benchmark(path, split="validation")
+
+
+def test_wiki_dev_tasks_parse_and_take_the_test_instructions():
+    from llm2embed.evaluation.tasks import load_instructions, parse_tasks, task_instruction
+
+    tasks = parse_tasks("wiki-dev,stsb-dev")
+    assert [t.name for t in tasks] == ["wiki-dev-retrieval", "wiki-dev-classification", "wiki-dev-clustering",
+                                       "stsb-dev"]
+    assert [t.kind for t in tasks[:3]] == ["retrieval", "classification", "clustering"]
+    table = load_instructions({"wiki-classification": "Classify the topic", "wiki-dev-clustering": "",
+                               "clustering": "Group by theme"})
+    by_name = {t.name: task_instruction(t, table) for t in tasks}
+    assert by_name["wiki-dev-retrieval"] == table["wiki-retrieval"]
+    assert by_name["wiki-dev-classification"] == "Classify the topic"
+    assert by_name["wiki-dev-clustering"] == ""  # its own entry, even empty, wins over the kind
+    assert by_name["stsb-dev"] == ""
+
+
 @pytest.fixture(scope="module")
 def wiki_bench():
     from llm2embed.evaluation.wiki import build_wiki_benchmark
@@ -254,6 +287,17 @@ def test_wiki_benchmark_sizes_and_no_leak(wiki_bench):
     assert not train_ids & held_out and not any(is_held_out(t) for t in train_ids)
     assert set(wiki_bench.classification_train.texts).isdisjoint(wiki_bench.classification_test.texts)
     assert max(len(t.split()) for t in wiki_bench.retrieval.corpus.values()) <= 24
+
+
+def test_wiki_dev_split_sizes_and_no_leak(wiki_bench):
+    from llm2embed.evaluation.wiki import build_wiki_benchmark, is_held_out
+
+    dev = build_wiki_benchmark(split="dev")
+    assert len(dev.retrieval.corpus) == len(wiki_bench.retrieval.corpus) == 2011
+    assert not any(is_held_out(t) for t in dev.retrieval.corpus)
+    assert set(dev.retrieval.corpus).isdisjoint(wiki_bench.classification_train.ids)
+    assert dev.classification_train.ids == wiki_bench.classification_train.ids
+    assert len(dev.classification_test.label_set) == 11 and len(dev.classification_test) > 1500
 
 
 def test_wiki_benchmark_is_deterministic(wiki_bench):

@@ -169,8 +169,9 @@ def run_eval(
         if task.name.startswith("wiki-"):
             from .wiki import cached_wiki_benchmark
 
-            bench = cached_wiki_benchmark(task.info["max_words"], task.info["train_size"])
-            results["settings"]["wiki"] = bench.settings
+            split = task.info["split"]
+            bench = cached_wiki_benchmark(task.info["max_words"], task.info["train_size"], split)
+            results["settings"]["wiki" if split == "test" else "wiki-dev"] = bench.settings
             info["fingerprint"] = bench.settings["fingerprint"]
         results["tasks"][task.name] = info
 

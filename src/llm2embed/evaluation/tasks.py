@@ -9,6 +9,9 @@
 ``wiki-retrieval``              description -> article retrieval on the held-out Wikipedia articles    nDCG@10
 ``wiki-classification``         topic classification (11 topics, logistic regression)                  accuracy
 ``wiki-clustering``             topic clustering (k-means, k = 11)                                     V-measure
+``wiki-dev``                    the same three tasks on train-split articles (``wiki-dev-retrieval``,
+                                ``wiki-dev-classification``, ``wiki-dev-clustering``): for choosing
+                                settings; they take the instructions of their ``wiki-*`` twins
 ``sts:FILE``                    STS-B ``.csv`` or JSONL/TSV with sentence1, sentence2, score           Spearman
 ``retrieval:DIR``               BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv)              nDCG@10
 ``classification:DIR``          folder with train.* and test.* (text, label)                           accuracy
@@ -53,7 +56,10 @@ METRIC_LABELS = {"spearman": "Spearman", "ndcg@10": "nDCG@10", "accuracy": "accu
 MAIN_METRIC = {"sts": "spearman", "retrieval": "ndcg@10", "classification": "accuracy", "clustering": "v_measure",
                "pair-classification": "ap"}
 WIKI_TASKS = ("wiki-retrieval", "wiki-classification", "wiki-clustering")
-ACCEPTED = ("stsb, stsb-dev, wiki, wiki-retrieval, wiki-classification, wiki-clustering, sts:FILE, retrieval:DIR, "
+WIKI_DEV_TASKS = ("wiki-dev-retrieval", "wiki-dev-classification", "wiki-dev-clustering")
+WIKI_GROUPS = {"wiki": WIKI_TASKS, "wiki-dev": WIKI_DEV_TASKS}
+ACCEPTED = ("stsb, stsb-dev, wiki, wiki-retrieval, wiki-classification, wiki-clustering, wiki-dev, "
+            "wiki-dev-retrieval, wiki-dev-classification, wiki-dev-clustering, sts:FILE, retrieval:DIR, "
             "classification:DIR, clustering:FILE, pair-classification:FILE")
 
 
@@ -126,22 +132,31 @@ def _stsb_task(split: str = "test") -> Task:
     return Task(name, "sts", lambda: load_stsb(split), {"split": split}, source=lambda: stsb_source(split))
 
 
+def _wiki_split(name: str) -> str:
+    return "dev" if name in WIKI_DEV_TASKS else "test"
+
+
 def _wiki_tasks(names: Sequence[str], max_words: int | None, train_size: int) -> list[Task]:
     from .wiki import cached_wiki_benchmark, wiki_corpus_path
 
     path = wiki_corpus_path()  # fail now, with the install hint, rather than mid-run
 
-    def bench():
-        return cached_wiki_benchmark(max_words, train_size)
+    def task(name: str) -> Task:
+        split = _wiki_split(name)
+        kind = name.rsplit("-", 1)[1]
 
-    loaders = {
-        "wiki-retrieval": ("retrieval", lambda: bench().retrieval),
-        "wiki-classification": ("classification", lambda: (bench().classification_train,
-                                                           bench().classification_test)),
-        "wiki-clustering": ("clustering", lambda: bench().clustering),
-    }
-    info = {"path": str(path), "max_words": max_words, "train_size": train_size}
-    return [Task(n, loaders[n][0], loaders[n][1], dict(info)) for n in names]
+        def bench():
+            return cached_wiki_benchmark(max_words, train_size, split)
+
+        loaders = {"retrieval": lambda: bench().retrieval,
+                   "classification": lambda: (bench().classification_train, bench().classification_test),
+                   "clustering": lambda: bench().clustering}
+        info = {"path": str(path), "max_words": max_words, "train_size": train_size, "split": split}
+        if split == "dev":
+            info["instruction_of"] = f"wiki-{kind}"
+        return Task(name, kind, loaders[kind], info)
+
+    return [task(n) for n in names]
 
 
 def _file_task(kind: str, target: str) -> Task:
@@ -178,10 +193,10 @@ def parse_tasks(tasks: str | Sequence[str], wiki_max_words: int | None = None,
 
     items = [tasks] if isinstance(tasks, str) else list(tasks)
     names = [n.strip() for item in items for n in str(item).split(",") if n.strip()]
-    names = list(dict.fromkeys(w for n in names for w in (WIKI_TASKS if n == "wiki" else (n,))))
+    names = list(dict.fromkeys(w for n in names for w in WIKI_GROUPS.get(n, (n,))))
     if not names:
         raise ValueError(f"no task given; accepted: {ACCEPTED}")
-    wiki_names = [n for n in names if n in WIKI_TASKS]
+    wiki_names = [n for n in names if n in WIKI_TASKS + WIKI_DEV_TASKS]
     wiki = {t.name: t for t in _wiki_tasks(
         wiki_names, DEFAULT_MAX_WORDS if wiki_max_words is None else wiki_max_words,
         DEFAULT_TRAIN_SIZE if wiki_train_size is None else wiki_train_size)} if wiki_names else {}
@@ -222,5 +237,12 @@ def load_instructions(instructions: str | os.PathLike | dict | None) -> dict[str
 
 
 def task_instruction(task: Task, table: dict[str, str]) -> str:
-    """The instruction of ``task``: by task name, else by kind, else none (``""``)."""
-    return table.get(task.name, table.get(task.kind, "")).strip()
+    """The instruction of ``task``: by task name, else its test twin's (dev tasks), else by kind, else ``""``.
+
+    >>> task_instruction(parse_tasks("wiki-dev-retrieval")[0], {"wiki-retrieval": "Find the article"})
+    'Find the article'
+    """
+    for key in (task.name, task.info.get("instruction_of"), task.kind):
+        if key and key in table:
+            return table[key].strip()
+    return ""

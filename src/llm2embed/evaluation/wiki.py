@@ -18,6 +18,13 @@ How it is built (:func:`build_wiki_benchmark`; every step is deterministic):
    (1,806); train = the train-split articles with a real topic, ordered by
    ``sha256(title.encode()).hexdigest()``, first ``train_size`` (default 500).
 5. **wiki-clustering**: the held-out articles with a real topic (1,806), k = 11 clusters.
+6. **Dev split** (``split="dev"``, tasks ``wiki-dev-*``): the same three tasks built from train-split articles
+   instead of held-out ones, for choosing settings (instructions, pooling) without touching the test articles.
+   Pool = the train-split articles not in the classification train set, ordered by
+   ``sha256(title.encode()).hexdigest()``, first as many as there are held-out articles (2,011); the
+   classification train set is the one above. Unsupervised training on ``"wiki"`` text has seen these
+   extracts (never their topics or descriptions), so dev scores of trained models run a little high; use
+   them to compare settings, report the test split.
 
 :meth:`WikiBenchmark.fingerprint` hashes everything built, so two runs can check they used the same data.
 
@@ -43,6 +50,7 @@ __all__ = [
     "WIKI_PACKAGE",
     "WikiArticle",
     "WikiBenchmark",
+    "WIKI_SPLITS",
     "build_wiki_benchmark",
     "document_text",
     "is_held_out",
@@ -56,6 +64,7 @@ WIKI_FILE = "data/summaries_en-us.json"
 UNCATEGORIZED = "Uncategorized"
 DEFAULT_MAX_WORDS = 24
 DEFAULT_TRAIN_SIZE = 500
+WIKI_SPLITS = ("test", "dev")
 
 
 @dataclass(frozen=True)
@@ -136,7 +145,18 @@ class WikiBenchmark:
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()[:16]
 
 
-def _retrieval(held_out: list[WikiArticle], max_words: int | None) -> RetrievalData:
+def _by_sha256(articles) -> list[WikiArticle]:
+    return sorted(articles, key=lambda a: hashlib.sha256(a.title.encode("utf-8")).hexdigest())
+
+
+def _dev_articles(train: list[WikiArticle], classification_train: list[WikiArticle],
+                  size: int) -> list[WikiArticle]:
+    """The dev pool: ``size`` train-split articles outside the classification train set, in title order."""
+    used = {a.title for a in classification_train}
+    return sorted(_by_sha256(a for a in train if a.title not in used)[:size], key=lambda a: a.title)
+
+
+def _retrieval(held_out: list[WikiArticle], max_words: int | None, name: str = "wiki-retrieval") -> RetrievalData:
     corpus = {a.title: document_text(a.extract, max_words) for a in held_out}
     by_description: dict[str, set[str]] = {}
     for a in held_out:
@@ -146,7 +166,7 @@ def _retrieval(held_out: list[WikiArticle], max_words: int | None) -> RetrievalD
     for i, description in enumerate(sorted(by_description)):
         queries[f"q{i:04d}"] = description
         relevant[f"q{i:04d}"] = by_description[description]
-    return RetrievalData(queries, corpus, relevant, name="wiki-retrieval")
+    return RetrievalData(queries, corpus, relevant, name=name)
 
 
 def _labelled(articles: list[WikiArticle], max_words: int | None) -> LabelledTexts:
@@ -155,31 +175,42 @@ def _labelled(articles: list[WikiArticle], max_words: int | None) -> LabelledTex
 
 
 def build_wiki_benchmark(path: str | os.PathLike | None = None, max_words: int | None = DEFAULT_MAX_WORDS,
-                         train_size: int = DEFAULT_TRAIN_SIZE) -> WikiBenchmark:
-    """Build the benchmark from the corpus file (see the module docstring for the exact recipe)."""
+                         train_size: int = DEFAULT_TRAIN_SIZE, split: str = "test") -> WikiBenchmark:
+    """Build the benchmark from the corpus file (see the module docstring for the exact recipe).
+
+    ``split="dev"`` builds the same tasks from train-split articles, for choosing settings.
+    """
+    if split not in WIKI_SPLITS:
+        raise ValueError(f"unknown Wikipedia benchmark split {split!r}; known: {', '.join(WIKI_SPLITS)}")
     articles = load_wiki_articles(path)
     held_out = [a for a in articles if is_held_out(a.title)]
     train = [a for a in articles if not is_held_out(a.title)]
     if not held_out or not train:
         raise ValueError("the Wikipedia corpus has an empty held-out or train split")
-    topical_test = [a for a in held_out if a.topic != UNCATEGORIZED]
-    topical_train = sorted((a for a in train if a.topic != UNCATEGORIZED),
-                           key=lambda a: hashlib.sha256(a.title.encode("utf-8")).hexdigest())[:train_size]
+    topical_train = _by_sha256(a for a in train if a.topic != UNCATEGORIZED)[:train_size]
+    evaluated = held_out if split == "test" else _dev_articles(train, topical_train, len(held_out))
+    if not evaluated:
+        raise ValueError(f"the Wikipedia corpus leaves no articles for the {split} split")
+    topical = [a for a in evaluated if a.topic != UNCATEGORIZED]
     settings = {
         "source": f"{WIKI_PACKAGE}:{WIKI_FILE}",
         "split": "held out iff int(md5(title).hexdigest(), 16) % 5 == 0",
+        "evaluated_split": split,
         "max_words": max_words,
         "train_size": train_size,
         "articles": len(articles),
         "held_out": len(held_out),
         "dropped_topic": UNCATEGORIZED,
-        "queries_without_description_dropped": sum(1 for a in held_out if not a.description),
+        "queries_without_description_dropped": sum(1 for a in evaluated if not a.description),
     }
+    if split == "dev":
+        settings["dev_articles"] = len(evaluated)
+    prefix = "wiki-" if split == "test" else "wiki-dev-"
     bench = WikiBenchmark(
-        retrieval=_retrieval(held_out, max_words),
+        retrieval=_retrieval(evaluated, max_words, name=f"{prefix}retrieval"),
         classification_train=_labelled(topical_train, max_words),
-        classification_test=_labelled(topical_test, max_words),
-        clustering=_labelled(topical_test, max_words),
+        classification_test=_labelled(topical, max_words),
+        clustering=_labelled(topical, max_words),
         settings=settings,
     )
     bench.settings["fingerprint"] = bench.fingerprint()
@@ -187,7 +218,7 @@ def build_wiki_benchmark(path: str | os.PathLike | None = None, max_words: int |
 
 
 @functools.lru_cache(maxsize=4)
-def cached_wiki_benchmark(max_words: int | None = DEFAULT_MAX_WORDS,
-                          train_size: int = DEFAULT_TRAIN_SIZE) -> WikiBenchmark:
+def cached_wiki_benchmark(max_words: int | None = DEFAULT_MAX_WORDS, train_size: int = DEFAULT_TRAIN_SIZE,
+                          split: str = "test") -> WikiBenchmark:
     """:func:`build_wiki_benchmark` from the installed corpus, built once per process and settings."""
-    return build_wiki_benchmark(max_words=max_words, train_size=train_size)
+    return build_wiki_benchmark(max_words=max_words, train_size=train_size, split=split)
