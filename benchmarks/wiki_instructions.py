@@ -8,8 +8,9 @@ comparison with them stays fair. Reports and embeddings go under ``--output`` (a
 
     python benchmarks/wiki_instructions.py \\
         --models runs/ablations/prompteol_simcse/seed-42/simcse/encoder \\
-        --candidates none benchmarks/instructions/wiki_topic.json benchmarks/instructions/wiki_classify.json \\
-        --test-models runs/ablations/prompteol_simcse/seed-4{2,3,4}/simcse/encoder
+        --candidates none benchmarks/instructions/wiki_topic.json \\
+        --test-models runs/ablations/prompteol_simcse/seed-4{2,3,4}/simcse/encoder \\
+        --test-cache runs/instructions/test-cache    # a copy of runs/ablations/prompteol_simcse/embeddings
 """
 
 from __future__ import annotations
@@ -40,9 +41,11 @@ def scores(results: dict, tasks: tuple[str, ...]) -> dict[str, tuple[float, ...]
             for model, entry in results["models"].items()}
 
 
-def evaluate(candidate: str, models: list[str], baselines: list[str], tasks: tuple[str, ...], folder: Path) -> dict:
+def evaluate(candidate: str, models: list[str], baselines: list[str], tasks: tuple[str, ...], folder: Path,
+             cache_dir: str | None = None) -> dict:
     return scores(run_eval(models[0], tasks=list(tasks), baselines=models[1:] + baselines, report_dir=folder,
-                           instructions=instructions_of(candidate), show_progress_bar=False), tasks)
+                           instructions=instructions_of(candidate), cache_dir=cache_dir,
+                           show_progress_bar=False), tasks)
 
 
 def table(title: str, by_candidate: dict[str, dict[str, tuple[float, ...]]]) -> str:
@@ -59,12 +62,17 @@ def main() -> None:
     parser.add_argument("--test-models", nargs="*", default=None, help="encoders reported on test (default: --models)")
     parser.add_argument("--baselines", nargs="*", default=["smollm2-135m:causal", "smollm2-135m:prompteol"])
     parser.add_argument("--candidates", nargs="+", required=True, help="instruction JSON files, or none")
+    parser.add_argument("--dev-baselines", action="store_true",
+                        help="score the baselines on dev too (for information; the choice uses --models only)")
     parser.add_argument("--output", default="runs/instructions")
+    parser.add_argument("--test-cache", default=None,
+                        help="embedding cache for the test phase, e.g. a copy of a seed sweep's embeddings/ folder "
+                             "(the uninstructed test embeddings are then read, not recomputed)")
     args = parser.parse_args()
     out = Path(args.output)
 
-    dev = {candidate_name(c): evaluate(c, args.models, args.baselines, DEV_TASKS, out / f"dev-{candidate_name(c)}")
-           for c in args.candidates}
+    dev = {candidate_name(c): evaluate(c, args.models, args.baselines if args.dev_baselines else [], DEV_TASKS,
+                                       out / f"dev-{candidate_name(c)}") for c in args.candidates}
     print(table("dev (train-split articles)", dev))
 
     def trained_mean(by_model: dict[str, tuple[float, ...]]) -> float:
@@ -77,8 +85,8 @@ def main() -> None:
 
     finals = list(dict.fromkeys(["none", chosen]))
     test_models = args.test_models or args.models
-    test = {candidate_name(c): evaluate(c, test_models, args.baselines, TEST_TASKS, out / f"test-{candidate_name(c)}")
-            for c in finals}
+    test = {candidate_name(c): evaluate(c, test_models, args.baselines, TEST_TASKS, out / f"test-{candidate_name(c)}",
+                                        args.test_cache) for c in finals}
     print(table("test (held-out articles; reported, never used to choose)", test))
     for name, by_model in test.items():
         print(f"{name}: trained models on test, " + ", ".join(
