@@ -76,8 +76,7 @@ def main() -> None:
     print(table("dev (train-split articles)", dev))
 
     def trained_mean(by_model: dict[str, tuple[float, ...]]) -> float:
-        values = [sum(by_model[m]) / 2 for m in args.models]
-        return sum(values) / len(values)
+        return statistics.mean(sum(by_model[m]) / 2 for m in args.models)
 
     chosen = max(args.candidates, key=lambda c: trained_mean(dev[candidate_name(c)]))
     print(f"\nchosen on dev: {candidate_name(chosen)} (mean of accuracy and V-measure over --models "
