@@ -251,12 +251,14 @@ def test_wiki_dev_split_on_synthetic_corpus(tmp_path):
 
 
 def test_wiki_dev_tasks_parse_and_take_the_test_instructions():
-    from llm2embed.evaluation.tasks import load_instructions, parse_tasks, task_instruction
+    from llm2embed.evaluation.tasks import load_instructions, parse_tasks, task_instruction, wiki_group
 
     tasks = parse_tasks("wiki-dev,stsb-dev")
     assert [t.name for t in tasks] == ["wiki-dev-retrieval", "wiki-dev-classification", "wiki-dev-clustering",
                                        "stsb-dev"]
     assert [t.kind for t in tasks[:3]] == ["retrieval", "classification", "clustering"]
+    assert [t.info["split"] for t in tasks[:3] + parse_tasks("wiki-retrieval")] == ["dev", "dev", "dev", "test"]
+    assert [wiki_group(t.name) for t in tasks[:2] + parse_tasks("wiki-clustering")] == ["wiki-dev", "wiki-dev", "wiki"]
     table = load_instructions({"wiki-classification": "Classify the topic", "wiki-dev-clustering": "",
                                "clustering": "Group by theme"})
     by_name = {t.name: task_instruction(t, table) for t in tasks}

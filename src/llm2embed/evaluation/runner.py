@@ -23,7 +23,7 @@ from typing import Any
 from .cache import CachedEncoder
 from .models import ModelSpec, load_model, model_settings, parse_model_spec
 from .report import format_score, markdown_table, write_report
-from .tasks import METRIC_LABELS, load_instructions, parse_tasks, task_instruction
+from .tasks import METRIC_LABELS, load_instructions, parse_tasks, task_instruction, wiki_group
 
 __all__ = ["REFERENCE_STSB", "REFERENCE_TOLERANCE", "library_versions", "reference_check", "run_eval"]
 
@@ -171,7 +171,7 @@ def run_eval(
 
             split = task.info["split"]
             bench = cached_wiki_benchmark(task.info["max_words"], task.info["train_size"], split)
-            results["settings"]["wiki" if split == "test" else "wiki-dev"] = bench.settings
+            results["settings"][wiki_group(task.name)] = bench.settings
             info["fingerprint"] = bench.settings["fingerprint"]
         results["tasks"][task.name] = info
 

@@ -58,6 +58,7 @@ MAIN_METRIC = {"sts": "spearman", "retrieval": "ndcg@10", "classification": "acc
 WIKI_TASKS = ("wiki-retrieval", "wiki-classification", "wiki-clustering")
 WIKI_DEV_TASKS = ("wiki-dev-retrieval", "wiki-dev-classification", "wiki-dev-clustering")
 WIKI_GROUPS = {"wiki": WIKI_TASKS, "wiki-dev": WIKI_DEV_TASKS}
+WIKI_SPLIT_OF_GROUP = {"wiki": "test", "wiki-dev": "dev"}  # task group -> split of build_wiki_benchmark
 ACCEPTED = ("stsb, stsb-dev, wiki, wiki-retrieval, wiki-classification, wiki-clustering, wiki-dev, "
             "wiki-dev-retrieval, wiki-dev-classification, wiki-dev-clustering, sts:FILE, retrieval:DIR, "
             "classification:DIR, clustering:FILE, pair-classification:FILE")
@@ -132,8 +133,13 @@ def _stsb_task(split: str = "test") -> Task:
     return Task(name, "sts", lambda: load_stsb(split), {"split": split}, source=lambda: stsb_source(split))
 
 
+def wiki_group(name: str) -> str:
+    """The group of a wiki task name: ``wiki-dev-retrieval`` -> ``wiki-dev``, ``wiki-clustering`` -> ``wiki``."""
+    return name.rsplit("-", 1)[0]
+
+
 def _wiki_split(name: str) -> str:
-    return "dev" if name in WIKI_DEV_TASKS else "test"
+    return WIKI_SPLIT_OF_GROUP[wiki_group(name)]
 
 
 def _wiki_tasks(names: Sequence[str], max_words: int | None, train_size: int) -> list[Task]:
