@@ -23,7 +23,6 @@ from llm2embed.evaluation.runner import run_eval
 
 DEV_TASKS = ("wiki-dev-classification", "wiki-dev-clustering")
 TEST_TASKS = ("wiki-classification", "wiki-clustering")
-METRICS = {"classification": "accuracy", "clustering": "v_measure"}
 
 
 def candidate_name(candidate: str) -> str:
@@ -37,7 +36,7 @@ def instructions_of(candidate: str) -> str | None:
 
 def scores(results: dict, tasks: tuple[str, ...]) -> dict[str, tuple[float, ...]]:
     """model -> (accuracy, V-measure) on ``tasks``."""
-    return {model: tuple(entry["scores"][t][METRICS[t.rsplit("-", 1)[1]]] for t in tasks)
+    return {model: tuple(entry["scores"][t][results["tasks"][t]["main_metric"]] for t in tasks)
             for model, entry in results["models"].items()}
 
 
