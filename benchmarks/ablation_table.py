@@ -37,19 +37,20 @@ def rows(root: Path) -> list[str]:
     for sweep in sweeps:
         data = json.loads((sweep / "seeds.json").read_text())
         table, runs = data["table"], data["runs"]
-        stage_roles = [r for r in table if r in ("mntp", "simcse", "supervised")]
+        stage_roles = [r for r in table if r.split(" ")[0] in ("mntp", "simcse", "supervised")]
         if not baselines_done:
             for role in table:
                 if ":" in role and not role.startswith(tuple(stage_roles)):
                     out.append(f"| {role} (no training) | | " + " | ".join(cell(table[role].get(t)) for t in TASKS)
                                + " | | | |")
             baselines_done = True
-        final = stage_roles[-1]
+        final = data.get("final_role") or stage_roles[-1]  # e.g. "simcse (last_token+mean)" when re-pooled
+        stage = final.split(" ")[0]
         stats = table[final]
         minutes = [r["training_seconds"] / 60 for r in runs]
         kept = "; ".join(f"{info['selection']['best_step']} ({info['selection']['best_score']:.1f})"
-                         for r in runs for stage, info in r["stages"].items()
-                         if stage == final and info.get("selection"))
+                         for r in runs for name, info in r["stages"].items()
+                         if name == stage and info.get("selection"))
         low = stats.get("stsb", {}).get("min")
         out.append(f"| {sweep.name} | {len(runs)} | " + " | ".join(cell(stats.get(t)) for t in TASKS)
                    + f" | {'' if low is None else f'{low:.2f}'} | {sum(minutes) / len(minutes):.1f} | {kept} |")

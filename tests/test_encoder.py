@@ -49,6 +49,25 @@ def test_pooling_modes_match_manual_computation(llama_folder, mode, side):
         assert torch.allclose(got[i], want, atol=1e-5), (mode, side, i)
 
 
+def test_concatenated_pooling_is_each_mode_side_by_side_and_survives_saving(llama_folder, tmp_path):
+    both = Encoder.from_pretrained(llama_folder, pooling_mode="last_token+mean", padding_side="left")
+    last = Encoder.from_pretrained(llama_folder, pooling_mode="last_token", padding_side="left")
+    mean = Encoder.from_pretrained(llama_folder, pooling_mode="mean", padding_side="left")
+    inputs = TEXTS + [[INSTRUCTION, "guitar lessons"]]
+    got = both.encode(inputs)
+    assert both.embedding_dimension == 2 * last.embedding_dimension == got.shape[1]
+    np.testing.assert_allclose(got, np.concatenate([last.encode(inputs), mean.encode(inputs)], 1), atol=1e-5)
+    both.save(tmp_path / "both")
+    plain = SentenceTransformer(str(tmp_path / "both"), device="cpu")  # no llm2embed needed to reproduce it
+    np.testing.assert_allclose(plain.encode(TEXTS), got[:len(TEXTS)], atol=1e-5)
+    again = Encoder.from_pretrained(tmp_path / "both")
+    assert again.pooling_mode == "last_token+mean" and again.embedding_dimension == got.shape[1]
+    # a saved encoder given a single mode again gets the single-size output
+    assert Encoder.from_pretrained(tmp_path / "both", pooling_mode="mean").embedding_dimension == got.shape[1] // 2
+    with pytest.raises(ValueError, match="unknown pooling mode 'median' in 'last_token\\+median'"):
+        Encoder.from_pretrained(llama_folder, pooling_mode="last_token+median")
+
+
 def test_eos_token_pooling_appends_eos_and_survives_saving(llama_folder, tmp_path):
     enc = Encoder.from_pretrained(llama_folder, pooling_mode="eos_token")
     assert enc.tokenizer("music")["input_ids"][-1] == enc.tokenizer.eos_token_id

@@ -3,9 +3,11 @@
 import json
 import shutil
 
+import numpy as np
 import pytest
 import yaml
 
+from llm2embed import Encoder
 from llm2embed.cli import main
 from llm2embed.pipeline import default_config, load_pipeline_config, run_pipeline, stage_keys
 
@@ -56,6 +58,24 @@ def test_end_to_end_skip_and_invalidate(tiny_pipeline, tmp_path):
     messages.clear()
     assert run_pipeline(moved, echo=messages.append, evaluate=False)["final"] == str(tmp_path / "moved/simcse/encoder")
     assert sum("done earlier" in m for m in messages) == 2
+
+    # another pooling for the encoder handed out: no retraining, the final encoder is the re-pooled sibling
+    pooled = dict(tiny_pipeline, encoder_pooling_mode="mean+last_token")
+    messages.clear()
+    summary = run_pipeline(pooled, echo=messages.append)
+    assert sum("done earlier" in m for m in messages) == 2
+    assert summary["final"] == str(run / "simcse/encoder_mean+last_token")
+    # the report scores the hand-out next to the trained stages, and its reduced-precision twin
+    stage_models = json.loads((run / "report/results.json").read_text())["models"]
+    assert {summary["final"], f"{summary['final']}:bfloat16", str(run / "simcse/encoder")} <= set(stage_models)
+    assert summary["evaluation"]["reduced_precision"][task]["float32"] == \
+        stage_models[summary["final"]]["scores"][task]["spearman"]
+    assert summary["final"] in json.loads((run / "report/final/results.json").read_text())["models"]
+    trained = Encoder.from_pretrained(run / "simcse/encoder")
+    handed_out = Encoder.from_pretrained(summary["final"])
+    assert handed_out.pooling_mode == "mean+last_token" and trained.pooling_mode == "mean"
+    np.testing.assert_allclose(handed_out.encode(["a man plays"])[:, :trained.embedding_dimension],
+                               trained.encode(["a man plays"]), atol=1e-5)
 
     for stage, _cfg, key, legacy in stage_keys(tiny_pipeline, run):  # markers of older versions are upgraded
         marker = run / stage / "llm2embed_stage.json"
@@ -134,6 +154,11 @@ def test_config_file_and_cli(tmp_path, capsys):
     (tmp_path / "r.yaml").write_text("recipe: llm2vek\n")
     with pytest.raises(ValueError, match="r.yaml: unknown recipe 'llm2vek'.*did you mean 'llm2vec'"):
         load_pipeline_config(tmp_path / "r.yaml")
+    (tmp_path / "pool.yaml").write_text("encoder_pooling_mode: last_token+median\n")
+    with pytest.raises(ValueError, match="pool.yaml: 'encoder_pooling_mode': unknown pooling mode 'median'"):
+        load_pipeline_config(tmp_path / "pool.yaml")
+    assert default_config()["encoder_pooling_mode"] == "last_token+mean"  # the default recipe's hand-out
+    assert default_config("llm2vec")["encoder_pooling_mode"] is None
     (tmp_path / "bad.yaml").write_text("modle: x\n")
     with pytest.raises(ValueError, match="unknown pipeline key 'modle'; did you mean 'model'"):
         load_pipeline_config(tmp_path / "bad.yaml")

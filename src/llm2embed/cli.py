@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .pooling import POOLING_MODES
+from .pooling import POOLING_MODES, pooling_parts
 
 DEMO_SENTENCES = [
     "A man is playing a guitar.",
@@ -29,11 +29,20 @@ DEMO_SENTENCES = [
 ]
 
 
+
+def _pooling_arg(value: str) -> str:
+    try:
+        pooling_parts(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--adapter", action="append", default=[], metavar="DIR",
                    help="LoRA adapter folder applied on top of the base (repeat to stack; earlier ones are merged)")
-    p.add_argument("--pooling", choices=sorted(POOLING_MODES), default=None,
-                   help="pooling mode (default: mean, or the saved encoder's)")
+    p.add_argument("--pooling", type=_pooling_arg, default=None, metavar="MODE",
+                   help=f"pooling mode: {', '.join(sorted(POOLING_MODES))}, or several joined with '+' "
+                        "(concatenated, e.g. last_token+mean); default: mean, or the saved encoder's")
     p.add_argument("--max-length", type=int, default=None, help="longest input in tokens (default 512)")
     p.add_argument("--causal", action="store_true", help="keep causal attention (default: bidirectional)")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,

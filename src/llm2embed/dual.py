@@ -197,12 +197,11 @@ class DualModel:
         """
         from peft import PeftModel
         from sentence_transformers import SentenceTransformer
-        from sentence_transformers.sentence_transformer.modules import Pooling
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from .bidirectional import UnsupportedArchitectureError, probe_bidirectional
         from .integrations import QUERY_PROMPT, stored_query_prompt
-        from .pooling import st_pooling_mode
+        from .pooling import build_pooling
         from .prompts import TEMPLATE_SETTINGS, apply_prompt_template
 
         spec = os.fspath(model)
@@ -258,8 +257,7 @@ class DualModel:
         transformer = _SharedTransformer.build(tokenizer_path, embed_module, max_seq_length=int(max_length))
         if prompt_template:
             apply_prompt_template(transformer, prompt_template)
-        pooling = Pooling(transformer.get_embedding_dimension(), pooling_mode=st_pooling_mode(pooling_mode),
-                          include_prompt=not skip_instruction)
+        pooling = build_pooling(transformer.get_embedding_dimension(), pooling_mode, skip_instruction)
         st_model = SentenceTransformer(modules=[transformer, pooling], device=device)
         encoder = Encoder(st_model, pooling_mode=pooling_mode, skip_instruction=skip_instruction, base=base)
         encoder._configure(saved=saved, pooling_mode=pooling_mode, skip_instruction=skip_instruction,

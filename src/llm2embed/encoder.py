@@ -22,8 +22,6 @@ import copy
 import json
 import logging
 import os
-import shutil
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,7 +39,8 @@ from .bidirectional import (
     probe_bidirectional,
     set_causal,
 )
-from .pooling import appends_eos, st_pooling_mode
+from .atomic import atomic_dir
+from .pooling import appends_eos, build_pooling, pooling_name
 from .sources import resolve_model
 
 logger = logging.getLogger(__name__)
@@ -100,23 +99,6 @@ def _split_inputs(sentences: Sequence) -> list[tuple[str, str]]:
                 "[instruction, text] pair of strings"
             )
     return items
-
-
-def _atomic_dir(target: Path):
-    """A temporary sibling folder that replaces ``target`` when ``commit`` is called."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-
-    def commit() -> None:
-        if target.exists():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-
-    return tmp, commit
 
 
 def _ensure_eos_appended(tokenizer) -> None:
@@ -218,7 +200,8 @@ class Encoder:
             enable_bidirectional: bidirectional attention (verified by the live probe); ``False`` keeps causal.
                 Default: as saved for a saved encoder, as the prompt template needs, else ``True``.
             pooling_mode: ``mean`` (default), ``weighted_mean``, ``eos_token``, ``last_token``, ``bos_token``
-                or a sentence-transformers mode. A saved encoder keeps its own unless given.
+                or a sentence-transformers mode; several joined with ``+`` are concatenated
+                (``last_token+mean``). A saved encoder keeps its own unless given.
             max_length: longest input in tokens (default 512); longer texts are truncated with a warning.
             skip_instruction: leave instruction tokens out of pooling (default ``True``).
             extra_model_name_or_path: a second adapter applied after ``peft_model_name_or_path`` is merged
@@ -236,7 +219,7 @@ class Encoder:
         >>> enc = Encoder.from_pretrained("smollm2-135m", pooling_mode="mean")  # doctest: +SKIP
         """
         from sentence_transformers import SentenceTransformer
-        from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+        from sentence_transformers.sentence_transformer.modules import Transformer
 
         source = resolve_model(base_model_name_or_path)
         loading, overrides = _split_hf_kwargs(hf_kwargs)
@@ -280,11 +263,7 @@ class Encoder:
                 modality_config=TEXT_ONLY_MODALITY,
                 module_output_name="token_embeddings",
             )
-            pooling = Pooling(
-                transformer.get_embedding_dimension(),
-                pooling_mode=st_pooling_mode(pooling_mode),
-                include_prompt=not skip_instruction,
-            )
+            pooling = build_pooling(transformer.get_embedding_dimension(), pooling_mode, skip_instruction)
             st_model = SentenceTransformer(modules=[transformer, pooling], device=device)
 
         encoder = cls(st_model, pooling_mode=pooling_mode, skip_instruction=skip_instruction,
@@ -327,8 +306,9 @@ class Encoder:
             if limit is not None and self.max_length > limit:
                 transformer.max_seq_length = limit
         if pooling is not None:
-            pooling.pooling_mode = st_pooling_mode(pooling_mode)
-            pooling.include_prompt = not skip_instruction
+            index = next(i for i, m in enumerate(self.st_model) if m is pooling)
+            # a fresh module: the output size changes when a concatenated mode (``last_token+mean``) comes or goes
+            self.st_model[index] = build_pooling(pooling.embedding_dimension, pooling_mode, skip_instruction)
         if appends_eos(pooling_mode):
             _ensure_eos_appended(tokenizer)
         _apply_config_overrides(self.model, overrides)
@@ -559,8 +539,7 @@ class Encoder:
         The folder is written to a temporary sibling and renamed into place.
         """
         target = Path(path)
-        tmp, commit = _atomic_dir(target)
-        try:
+        with atomic_dir(target) as tmp:
             transformer = self.st_model[0]
             model = transformer.model
             is_peft = hasattr(model, "merge_and_unload")
@@ -576,10 +555,6 @@ class Encoder:
                 if is_peft and not merge_before_save:
                     transformer.model = model
             _write_json(tmp / METADATA_FILE, self._metadata())
-            commit()
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return target
 
     def _metadata(self) -> dict[str, Any]:
@@ -627,8 +602,7 @@ def _read_metadata(folder: str) -> dict[str, Any]:
 
 def _saved_pooling_name(st_model) -> str:
     pooling = next((m for m in st_model if type(m).__name__ == "Pooling"), None)
-    mode = getattr(pooling, "pooling_mode", "mean")
-    return {"weightedmean": "weighted_mean", "lasttoken": "last_token", "cls": "bos_token"}.get(mode, mode)
+    return pooling_name(getattr(pooling, "pooling_mode", "mean"))
 
 
 class LLM2Vec(Encoder):

@@ -49,6 +49,8 @@ _COMMON = {
     "model": "smollm2-135m",
     "output": "runs/default",
     "pooling_mode": None,  # None: mean, or the prompt template's pooling (last_token for prompteol)
+    # pooling of the encoder the run hands out, if not the trained one (same weights, see llm2embed.repool)
+    "encoder_pooling_mode": None,
     "max_length": None,  # longest input of the saved encoders: None = 512, or the model's context if smaller
     "supervised": None,
     "evaluation": {
@@ -83,6 +85,9 @@ RECIPES: dict[str, dict[str, Any]] = {
     "prompteol-simcse": {
         "bidirectional": False,
         "prompt_template": "prompteol",
+        # trained on the last token; handed out as [last token; mean], which keeps the causal model's topic
+        # signal (wiki classification/clustering) at no training cost (docs/pipeline.md, "Pooling")
+        "encoder_pooling_mode": "last_token+mean",
         "mntp": None,
         "simcse": {
             "dataset_name": "wiki", "max_seq_length": 64, "per_device_train_batch_size": 32, "simcse_dropout": 0.1,
@@ -95,8 +100,8 @@ RECIPES: dict[str, dict[str, Any]] = {
 DEFAULT_RECIPE = "prompteol-simcse"
 # top-level settings every contrastive stage inherits unless its own section sets them
 _INHERITED = ("pooling_mode", "bidirectional", "prompt_template")
-_TOP_LEVEL_TYPES = {"recipe": str, "model": str, "output": str, "pooling_mode": str, "bidirectional": bool, "prompt_template": str,
-                    "max_length": int, "mntp": dict, "simcse": dict, "supervised": dict, "evaluation": dict}
+_TOP_LEVEL_TYPES = {"recipe": str, "model": str, "output": str, "pooling_mode": str, "encoder_pooling_mode": str,
+                    "bidirectional": bool, "prompt_template": str, "max_length": int, "mntp": dict, "simcse": dict, "supervised": dict, "evaluation": dict}
 
 
 def default_config(recipe: str | None = None) -> dict[str, Any]:
@@ -150,11 +155,18 @@ def validate_pipeline_config(config: dict[str, Any], where: str = "pipeline conf
     from sentence_transformers import SentenceTransformerTrainingArguments
     from transformers import TrainingArguments
 
-    from .training.config import (DataArguments, MNTPArguments, ModelArguments, _check_keys, _field_types,
-                                  check_values)
+    from .pooling import pooling_parts
+    from .training.config import (ConfigError, DataArguments, MNTPArguments, ModelArguments, _check_keys,
+                                  _field_types, check_values)
     from .training.contrastive import ContrastiveArguments
 
     check_values({k: v for k, v in config.items() if k in _TOP_LEVEL_TYPES}, _TOP_LEVEL_TYPES, where)
+    for key in ("pooling_mode", "encoder_pooling_mode"):
+        if config.get(key) is not None:
+            try:
+                pooling_parts(config[key])
+            except ValueError as error:
+                raise ConfigError(f"{where}: {key!r}: {error}") from None
     sections = {"mntp": ([ModelArguments, DataArguments, MNTPArguments], TrainingArguments),
                 "simcse": ([ModelArguments, ContrastiveArguments], SentenceTransformerTrainingArguments),
                 "supervised": ([ModelArguments, ContrastiveArguments], SentenceTransformerTrainingArguments)}
@@ -347,6 +359,11 @@ def run_pipeline(config: dict[str, Any] | None = None, output: str | os.PathLike
                  f"({selection['metric']} {selection['best_score']:.2f}; scored at steps "
                  f"{', '.join(str(int(h[0])) for h in selection['history'])})")
         final = folder / "encoder"
+    if stages and config.get("encoder_pooling_mode"):
+        from .repool import repool
+
+        final = repool(final, config["encoder_pooling_mode"])
+        echo(f"final encoder: {final} (pooling {config['encoder_pooling_mode']}, weights of {final.parent.name})")
     summary["final"] = str(final)
     summary["training_seconds"] = round(sum(v.get("seconds", 0) for v in summary["stages"].values()), 1)
     if evaluate:

@@ -71,7 +71,9 @@ def evaluate_run(config, out: Path, stages: list[str], final, echo,
     cache = cache_dir or out / "report" / "embeddings"  # the final report reuses the stage report's embeddings
     if stage_tasks and stages:
         # in pipeline order, so the report's bars read left to right: baselines, each stage, reduced precision
-        models = baselines + [str(out / s / "encoder") for s in stages] + ([reduced_name] if reduced else [])
+        trained = [str(out / s / "encoder") for s in stages]
+        handed_out = [] if str(final) in trained else [str(final)]  # re-pooled (encoder_pooling_mode)
+        models = baselines + trained + handed_out + ([reduced_name] if reduced else [])
         results["stages"] = run_eval(models[0], tasks=stage_tasks, baselines=models[1:],
                                      report_dir=out / "report", cache_dir=cache, echo=echo)
         if reduced:

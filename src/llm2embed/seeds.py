@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["run_seeds", "seed_table", "seeds_markdown", "with_seed"]
+__all__ = ["final_role", "run_seeds", "seed_table", "seeds_markdown", "with_seed"]
 
 DEFAULT_SEED = 42
 
@@ -44,6 +44,20 @@ def with_seed(config: dict[str, Any], seed: int) -> dict[str, Any]:
     return out
 
 
+def final_role(summary: dict[str, Any], stages: list[str]) -> str:
+    """The table row of a run's final encoder: its stage, with the pooling when it was re-pooled.
+
+    >>> final_role({"final": "runs/x/seed-42/simcse/encoder_last_token+mean"}, ["simcse"])
+    'simcse (last_token+mean)'
+    """
+    final = Path(summary["final"])
+    if not stages:
+        return str(final)
+    if final.name == "encoder":
+        return stages[-1]
+    return f"{stages[-1]} ({final.name.removeprefix('encoder_')})"
+
+
 def _roles(summary: dict[str, Any], stages: list[str], reduced: str | None) -> dict[str, dict[str, float]]:
     """``{model role: {task: main score}}`` of one run; stage encoders become their stage's name."""
     final = summary["final"]
@@ -51,6 +65,8 @@ def _roles(summary: dict[str, Any], stages: list[str], reduced: str | None) -> d
     for stage in stages:
         path = str(Path(final).parent.parent / stage / "encoder")
         names[path] = stage
+    if stages and final not in names:  # handed out with another pooling (the pipeline's encoder_pooling_mode)
+        names[final] = final_role(summary, stages)
     if reduced:
         names[f"{final}:{reduced}"] = f"{stages[-1]}:{reduced}" if stages else reduced
     scores: dict[str, dict[str, float]] = {}
@@ -141,8 +157,9 @@ def run_seeds(config: dict[str, Any], output: str | os.PathLike, seeds: int = 3,
         runs.append({"seed": seed, "training_seconds": summary["training_seconds"],
                      "wall_seconds": summary["wall_seconds"], "stages": summary["stages"]})
         scores[seed] = _roles(summary, stages, reduced)
+        final = final_role(summary, stages)
     table = seed_table(scores)
-    result = {"seeds": list(scores), "table": table, "runs": runs, "scores": scores}
+    result = {"seeds": list(scores), "table": table, "runs": runs, "scores": scores, "final_role": final}
     _write_atomic(out / "seeds.json", json.dumps(result, indent=2, sort_keys=True) + "\n")
     markdown = seeds_markdown(table, runs)
     _write_atomic(out / "seeds.md", markdown)
