@@ -101,7 +101,8 @@ DEFAULT_RECIPE = "prompteol-simcse"
 # top-level settings every contrastive stage inherits unless its own section sets them
 _INHERITED = ("pooling_mode", "bidirectional", "prompt_template")
 _TOP_LEVEL_TYPES = {"recipe": str, "model": str, "output": str, "pooling_mode": str, "encoder_pooling_mode": str,
-                    "bidirectional": bool, "prompt_template": str, "max_length": int, "mntp": dict, "simcse": dict, "supervised": dict, "evaluation": dict}
+                    "bidirectional": bool, "prompt_template": str, "max_length": int, "mntp": dict, "simcse": dict,
+                    "supervised": dict, "evaluation": dict}
 
 
 def default_config(recipe: str | None = None) -> dict[str, Any]:
