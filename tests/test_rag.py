@@ -15,6 +15,7 @@ from lora_helpers import tiny_chat_encoder
 
 from llm2embed.dual import DualModel
 from llm2embed.rag import RAG, VectorStore, default_model, open_store
+from llm2embed.repool import repool
 from llm2embed.rag.chunking import chunk_spans, find_files, read_documents
 from llm2embed.rag.engine import build_messages
 
@@ -210,6 +211,11 @@ def test_default_model_prefers_the_pipeline_encoder(tiny_encoder, tmp_path):
     assert spec == str(run / "simcse" / "encoder") and "simcse" in why
     (run / "summary.json").write_text(json.dumps({"final": tiny_encoder}))
     assert default_model(run)[0] == tiny_encoder
+    # a final encoder handed out with another pooling: retrieval uses its trained-pooling twin beside it
+    handed_out = repool(run / "simcse" / "encoder", "last_token+mean")
+    (run / "summary.json").write_text(json.dumps({"final": str(handed_out)}))
+    spec, why = default_model(run)
+    assert spec == str(run / "simcse" / "encoder") and "trained pooling" in why
 
 
 def test_cli_index_and_ask_with_the_embedded_default(tmp_path, capsys):

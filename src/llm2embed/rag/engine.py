@@ -51,11 +51,25 @@ SYSTEM_PROMPT = ("You answer the question using only the numbered sources. Cite 
                  "If the sources do not contain the answer, say that you do not know.")
 
 
+def _trained_pooling_twin(final: Path) -> Path | None:
+    """``STAGE/encoder`` when ``final`` is its re-pooled sibling (``llm2embed.repool``), else ``None``."""
+    try:
+        meta = json.loads((final / "llm2embed.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    twin = final.parent / "encoder"
+    if meta.get("trained_pooling_mode") and twin != final and (twin / "llm2embed.json").is_file():
+        return twin
+    return None
+
+
 def default_model(run: str | os.PathLike = DEFAULT_RUN) -> tuple[str, str]:
     """``(model spec, why)``: the default pipeline's final encoder when ``run`` has one, else the embedded default.
 
     The final encoder is the one ``run/summary.json`` names, else the last of ``supervised``/``simcse``
-    ``encoder/`` folders present.
+    ``encoder/`` folders present. A final encoder handed out with another pooling than it was trained with
+    (the pipeline's ``encoder_pooling_mode``) is replaced by its trained-pooling twin beside it: the default
+    hands out ``last_token+mean``, and the last token alone retrieves better (wiki nDCG@10 77.95 vs 76.83).
     """
     from ..dual import _is_saved_encoder
 
@@ -68,6 +82,10 @@ def default_model(run: str | os.PathLike = DEFAULT_RUN) -> tuple[str, str]:
         except json.JSONDecodeError:
             final = None
         if final:
+            trained = _trained_pooling_twin(Path(final))
+            if trained is not None:
+                candidates.append((trained, f"the final encoder of {summary} with its trained pooling "
+                                            "(better for retrieval)"))
             candidates.append((Path(final), f"the final encoder of {summary}"))
     for stage in ("supervised", "simcse"):
         candidates.append((run / stage / "encoder", f"the {stage} encoder of {run}"))
