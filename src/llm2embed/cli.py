@@ -29,13 +29,13 @@ DEMO_SENTENCES = [
 ]
 
 
-
 def _pooling_arg(value: str) -> str:
     try:
         pooling_parts(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return value
+
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--adapter", action="append", default=[], metavar="DIR",

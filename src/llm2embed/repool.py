@@ -18,11 +18,11 @@ import shutil
 from pathlib import Path
 
 from .atomic import atomic_dir
+from .encoder import METADATA_FILE
 from .pooling import build_pooling, pooling_parts
 
 __all__ = ["pooled_folder", "repool"]
 
-METADATA_FILE = "llm2embed.json"
 _LINK_ABOVE = 1 << 20  # files this large are linked, smaller ones (configs that get rewritten) copied
 
 

@@ -53,12 +53,14 @@ SYSTEM_PROMPT = ("You answer the question using only the numbered sources. Cite 
 
 def _trained_pooling_twin(final: Path) -> Path | None:
     """``STAGE/encoder`` when ``final`` is its re-pooled sibling (``llm2embed.repool``), else ``None``."""
+    from ..encoder import METADATA_FILE
+
     try:
-        meta = json.loads((final / "llm2embed.json").read_text())
+        meta = json.loads((final / METADATA_FILE).read_text())
     except (OSError, json.JSONDecodeError):
         return None
     twin = final.parent / "encoder"
-    if meta.get("trained_pooling_mode") and twin != final and (twin / "llm2embed.json").is_file():
+    if meta.get("trained_pooling_mode") and twin != final and (twin / METADATA_FILE).is_file():
         return twin
     return None
 
