@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +11,8 @@ import yaml
 from llm2embed import Encoder
 from llm2embed.cli import main
 from llm2embed.pipeline import default_config, load_pipeline_config, run_pipeline, stage_keys
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -162,3 +165,19 @@ def test_config_file_and_cli(tmp_path, capsys):
     (tmp_path / "bad.yaml").write_text("modle: x\n")
     with pytest.raises(ValueError, match="unknown pipeline key 'modle'; did you mean 'model'"):
         load_pipeline_config(tmp_path / "bad.yaml")
+
+
+SHIPPED_CONFIGS = sorted([*ROOT.glob("benchmarks/ablations/*.yaml"), ROOT / "examples/pipeline_supervised.yaml"])
+
+
+@pytest.mark.parametrize("path", SHIPPED_CONFIGS, ids=lambda p: p.name)
+def test_shipped_pipeline_configs_validate_and_name_their_own_output(path):
+    """Every config a user is told to run loads, and the command in its header runs that file into its own folder."""
+    config = load_pipeline_config(path)
+    assert config.get("simcse") or config.get("supervised"), f"{path.name} trains nothing"
+    commands = [line for line in path.read_text().splitlines() if "llm2embed pipeline" in line]
+    assert commands, f"{path.name} has no command line in its header"
+    for line in commands:
+        assert f" {path.relative_to(ROOT).as_posix()} " in line + " ", f"{path.name}: {line.strip()}"
+        if path.parent.name == "ablations":
+            assert line.rstrip().endswith(f"--output runs/ablations/{path.stem}"), f"{path.name}: {line.strip()}"
