@@ -178,6 +178,6 @@ def test_shipped_pipeline_configs_validate_and_name_their_own_output(path):
     commands = [line for line in path.read_text().splitlines() if "llm2embed pipeline" in line]
     assert commands, f"{path.name} has no command line in its header"
     for line in commands:
-        assert f" {path.relative_to(ROOT).as_posix()} " in line + " ", f"{path.name}: {line.strip()}"
+        assert path.relative_to(ROOT).as_posix() in line.split(), f"{path.name}: {line.strip()}"
         if path.parent.name == "ablations":
             assert line.rstrip().endswith(f"--output runs/ablations/{path.stem}"), f"{path.name}: {line.strip()}"
