@@ -34,14 +34,16 @@ def simcse_config(llama_folder, tmp_path, dev_file, **extra):
             "eval_dataset": str(dev_file), "eval_every_n_steps": 1, **extra}
 
 
-def test_best_dev_step_is_what_is_saved(llama_folder, tmp_path, dev_file):
+def test_best_dev_step_is_what_is_saved(llama_folder, tmp_path, dev_file, caplog):
     train_contrastive(simcse_config(llama_folder, tmp_path, dev_file), mode="simcse")
     meta = json.loads((tmp_path / "out/llm2embed_contrastive.json").read_text())
     selection = meta["selection"]
     steps = [int(s) for s, _ in selection["history"]]
     assert steps == [0, 1, 2, 3, 4]
     best_step, best_score = max(selection["history"], key=lambda h: h[1])
-    assert selection["best_step"] == best_step and selection["best_score"] == pytest.approx(best_score, abs=1e-3)
+    assert selection["best_step"] == best_step and selection["best_score"] == best_score
+    # the training log shows the kept score exactly as the report will print it (one rounding, not two)
+    assert f"step {best_step}: {selection['metric']} {best_score:.2f}" in caplog.text
     assert best_step != 4  # (deterministic) so the saved weights are the restored ones, not simply the last
     saved = Encoder.from_pretrained(tmp_path / "out/encoder")
     assert evaluate_sts(saved, load_sts(dev_file))["spearman"] == pytest.approx(best_score, abs=0.05)
@@ -79,3 +81,26 @@ def test_full_fine_tuning_selects_and_resumes(llama_folder, tmp_path, dev_file):
     saved = Encoder.from_pretrained(tmp_path / "out/encoder")
     assert evaluate_sts(saved, load_sts(dev_file))["spearman"] == pytest.approx(meta["selection"]["best_score"],
                                                                              abs=0.05)
+
+
+def scripted_selector(tmp_path, scores):
+    """A :class:`DevSelector` whose dev scores are given and which writes nothing: the bookkeeping on its own."""
+    from llm2embed.training.selection import DevSelector
+
+    class Scripted(DevSelector):
+        def score(self):
+            return scores.pop(0)
+
+        def _write(self, save_weights):
+            pass
+
+    return Scripted(encoder=None, pairs=[], every=1, output_dir=tmp_path)
+
+
+def test_kept_score_is_logged_and_reported_with_one_rounding(tmp_path, caplog):
+    """77.184994… is 77.18 but its 4-decimal form 77.1850 prints as 77.19: log and report must agree."""
+    selector = scripted_selector(tmp_path, [70.0, 77.18499422771539])
+    selector.evaluate(0), selector.evaluate(1)
+    summary = selector.summary()
+    assert summary["best_step"] == 1 and summary["history"][1] == [1, summary["best_score"]]
+    assert f"step 1: stsb-dev Spearman {summary['best_score']:.2f} (best so far)" in caplog.text

@@ -130,8 +130,10 @@ class DevSelector:
         """Score at ``step``; keep the weights (and write them) if they are the best so far."""
         if any(int(h[0]) == step for h in self.history):
             return next(float(h[1]) for h in self.history if int(h[0]) == step)
-        value = self.score()
-        self.history.append([step, round(value, 4)])
+        # One stored figure (4 decimals) for the history, the kept score and the log line, so that the
+        # pipeline's "kept step" and the training log never show the same score rounded two ways.
+        value = round(self.score(), 4)
+        self.history.append([step, value])
         improved = not math.isnan(value) and value > self.best_score
         if improved:
             self.best_step, self.best_score = step, value
@@ -156,7 +158,7 @@ class DevSelector:
     def summary(self) -> dict[str, Any]:
         """``{"metric", "every", "best_step", "best_score", "history": [[step, score], ...]}``."""
         return {"metric": f"{self.name} Spearman", "every": self.every, "best_step": self.best_step,
-                "best_score": None if self.best_step is None else round(self.best_score, 4),
+                "best_score": None if self.best_step is None else self.best_score,
                 "history": sorted(self.history)}
 
     def callback(self):
