@@ -43,6 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .wiki import WIKI_TASK_GROUP
+
 __all__ = ["DEFAULT_INSTRUCTIONS", "METRIC_LABELS", "Task", "load_instructions", "parse_tasks",
            "task_instruction"]
 
@@ -58,7 +60,7 @@ MAIN_METRIC = {"sts": "spearman", "retrieval": "ndcg@10", "classification": "acc
 WIKI_TASKS = ("wiki-retrieval", "wiki-classification", "wiki-clustering")
 WIKI_DEV_TASKS = ("wiki-dev-retrieval", "wiki-dev-classification", "wiki-dev-clustering")
 WIKI_GROUPS = {"wiki": WIKI_TASKS, "wiki-dev": WIKI_DEV_TASKS}
-WIKI_SPLIT_OF_GROUP = {"wiki": "test", "wiki-dev": "dev"}  # task group -> split of build_wiki_benchmark
+WIKI_SPLIT_OF_GROUP = {group: split for split, group in WIKI_TASK_GROUP.items()}  # -> split of build_wiki_benchmark
 ACCEPTED = ("stsb, stsb-dev, wiki, wiki-retrieval, wiki-classification, wiki-clustering, wiki-dev, "
             "wiki-dev-retrieval, wiki-dev-classification, wiki-dev-clustering, sts:FILE, retrieval:DIR, "
             "classification:DIR, clustering:FILE, pair-classification:FILE")

@@ -51,6 +51,7 @@ __all__ = [
     "WikiArticle",
     "WikiBenchmark",
     "WIKI_SPLITS",
+    "WIKI_TASK_GROUP",
     "build_wiki_benchmark",
     "document_text",
     "is_held_out",
@@ -64,7 +65,8 @@ WIKI_FILE = "data/summaries_en-us.json"
 UNCATEGORIZED = "Uncategorized"
 DEFAULT_MAX_WORDS = 24
 DEFAULT_TRAIN_SIZE = 500
-WIKI_SPLITS = ("test", "dev")
+WIKI_TASK_GROUP = {"test": "wiki", "dev": "wiki-dev"}  # split -> task-name group: wiki-retrieval, wiki-dev-retrieval
+WIKI_SPLITS = tuple(WIKI_TASK_GROUP)
 
 
 @dataclass(frozen=True)
@@ -205,7 +207,7 @@ def build_wiki_benchmark(path: str | os.PathLike | None = None, max_words: int |
     }
     if split == "dev":
         settings["dev_articles"] = len(evaluated)
-    prefix = "wiki-" if split == "test" else "wiki-dev-"
+    prefix = WIKI_TASK_GROUP[split] + "-"
     bench = WikiBenchmark(
         retrieval=_retrieval(evaluated, max_words, name=f"{prefix}retrieval"),
         classification_train=_labelled(topical_train, max_words),
