@@ -57,13 +57,14 @@ METRIC_LABELS = {"spearman": "Spearman", "ndcg@10": "nDCG@10", "accuracy": "accu
                  "ap": "AP"}
 MAIN_METRIC = {"sts": "spearman", "retrieval": "ndcg@10", "classification": "accuracy", "clustering": "v_measure",
                "pair-classification": "ap"}
-WIKI_TASKS = ("wiki-retrieval", "wiki-classification", "wiki-clustering")
-WIKI_DEV_TASKS = ("wiki-dev-retrieval", "wiki-dev-classification", "wiki-dev-clustering")
-WIKI_GROUPS = {"wiki": WIKI_TASKS, "wiki-dev": WIKI_DEV_TASKS}
+WIKI_KINDS = ("retrieval", "classification", "clustering")
+# group -> its task names: "wiki" -> wiki-retrieval, ...; "wiki-dev" -> wiki-dev-retrieval, ...
+WIKI_GROUPS = {group: tuple(f"{group}-{kind}" for kind in WIKI_KINDS) for group in WIKI_TASK_GROUP.values()}
+WIKI_TASK_NAMES = frozenset(name for names in WIKI_GROUPS.values() for name in names)
 WIKI_SPLIT_OF_GROUP = {group: split for split, group in WIKI_TASK_GROUP.items()}  # -> split of build_wiki_benchmark
-ACCEPTED = ("stsb, stsb-dev, wiki, wiki-retrieval, wiki-classification, wiki-clustering, wiki-dev, "
-            "wiki-dev-retrieval, wiki-dev-classification, wiki-dev-clustering, sts:FILE, retrieval:DIR, "
-            "classification:DIR, clustering:FILE, pair-classification:FILE")
+ACCEPTED = ", ".join(["stsb", "stsb-dev"] + [n for group, names in WIKI_GROUPS.items() for n in (group, *names)]
+                     + ["sts:FILE", "retrieval:DIR", "classification:DIR", "clustering:FILE",
+                        "pair-classification:FILE"])
 
 
 @dataclass
@@ -204,7 +205,7 @@ def parse_tasks(tasks: str | Sequence[str], wiki_max_words: int | None = None,
     names = list(dict.fromkeys(w for n in names for w in WIKI_GROUPS.get(n, (n,))))
     if not names:
         raise ValueError(f"no task given; accepted: {ACCEPTED}")
-    wiki_names = [n for n in names if n in WIKI_TASKS + WIKI_DEV_TASKS]
+    wiki_names = [n for n in names if n in WIKI_TASK_NAMES]
     wiki = {t.name: t for t in _wiki_tasks(
         wiki_names, DEFAULT_MAX_WORDS if wiki_max_words is None else wiki_max_words,
         DEFAULT_TRAIN_SIZE if wiki_train_size is None else wiki_train_size)} if wiki_names else {}
