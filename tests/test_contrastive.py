@@ -12,6 +12,7 @@ from llm2embed.training.config import ModelArguments
 from llm2embed.training.contrastive import (
     ContrastiveArguments,
     _instruction_prompts,
+    _loss,
     build_training_encoder,
     load_pairs,
     split_sentences,
@@ -79,7 +80,6 @@ def test_gradcache_equals_full_batch(llama_folder):
 
 def _worker(rank, world, folder, port, out):
     import torch.distributed as dist
-    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
@@ -90,7 +90,8 @@ def _worker(rank, world, folder, port, out):
         enc.st_model.train()
         half = len(TEXTS) // world
         mine = slice(rank * half, (rank + 1) * half)
-        loss_fn = MultipleNegativesRankingLoss(enc.st_model, scale=20.0, gather_across_devices=True)
+        loss_fn = _loss(enc, ContrastiveArguments(loss_scale=20.0))  # the training's own loss, default settings
+        assert loss_fn.gather_across_devices
         loss = loss_fn([features(enc, TEXTS[mine]), features(enc, TEXTS[::-1][mine])], None)
         torch.save(loss.detach(), f"{out}/loss{rank}.pt")
     finally:
@@ -119,6 +120,18 @@ def test_negatives_gathered_across_processes(llama_folder, tmp_path):
     alone = MultipleNegativesRankingLoss(enc.st_model, scale=20.0)([features(enc, TEXTS[:3]),
                                                                     features(enc, TEXTS[::-1][:3])], None)
     assert not torch.allclose(per_process[0], alone.detach(), atol=1e-4)  # it really saw more negatives
+
+
+@pytest.mark.parametrize("mini_batch_size", [None, 2])
+def test_single_process_loss_does_not_gather(llama_folder, monkeypatch, mini_batch_size):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    enc = build_training_encoder(ModelArguments(model_name_or_path=llama_folder), ContrastiveArguments(lora_r=4))
+    args = ContrastiveArguments(mini_batch_size=mini_batch_size)
+    assert not _loss(enc, args).gather_across_devices  # nothing to gather from: no warning, no collective
+    monkeypatch.setenv("WORLD_SIZE", "2")  # torchrun's launch, before the trainer sets up the process group
+    assert _loss(enc, args).gather_across_devices
+    assert not _loss(enc, ContrastiveArguments(mini_batch_size=mini_batch_size,
+                                               gather_across_devices=False)).gather_across_devices
 
 
 def test_simcse_trains_saves_and_resumes(llama_folder, tmp_path):

@@ -1,6 +1,7 @@
 """Model selection on dev: scored every N steps, the best step's weights are the ones saved, resumable."""
 
 import json
+import logging
 import random
 
 import pytest
@@ -35,6 +36,7 @@ def simcse_config(llama_folder, tmp_path, dev_file, **extra):
 
 
 def test_best_dev_step_is_what_is_saved(llama_folder, tmp_path, dev_file, caplog):
+    caplog.set_level(logging.INFO, logger="llm2embed")
     train_contrastive(simcse_config(llama_folder, tmp_path, dev_file), mode="simcse")
     meta = json.loads((tmp_path / "out/llm2embed_contrastive.json").read_text())
     selection = meta["selection"]
@@ -99,6 +101,7 @@ def scripted_selector(tmp_path, scores):
 
 def test_kept_score_is_logged_and_reported_with_one_rounding(tmp_path, caplog):
     """77.184994… is 77.18 but its 4-decimal form 77.1850 prints as 77.19: log and report must agree."""
+    caplog.set_level(logging.INFO, logger="llm2embed")
     selector = scripted_selector(tmp_path, [70.0, 77.18499422771539])
     selector.evaluate(0), selector.evaluate(1)
     summary = selector.summary()

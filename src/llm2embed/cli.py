@@ -409,6 +409,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.overrides = extra
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    logging.getLogger("llm2embed").setLevel(logging.INFO)  # our progress (dev scores, resuming) even without -v
     try:
         return args.func(args)
     except (FileNotFoundError, ValueError, TypeError) as exc:  # ConfigError is a ValueError

@@ -55,7 +55,7 @@ def prepare_run(args, fresh: bool) -> tuple[Path, str | None]:
             shutil.rmtree(checkpoint)
     resume = None if fresh else last_complete_checkpoint(output_dir)
     if resume:
-        logger.warning("resuming from %s", resume)
+        logger.info("resuming from %s", resume)
     return output_dir, resume
 
 

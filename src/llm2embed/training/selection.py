@@ -138,7 +138,7 @@ class DevSelector:
         if improved:
             self.best_step, self.best_score = step, value
         self._write(save_weights=improved)
-        logger.warning("step %d: %s Spearman %.2f%s", step, self.name, value, " (best so far)" if improved else "")
+        logger.info("step %d: %s Spearman %.2f%s", step, self.name, value, " (best so far)" if improved else "")
         return value
 
     def restore_best(self) -> None:
