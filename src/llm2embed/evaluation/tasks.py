@@ -162,7 +162,7 @@ def _wiki_tasks(names: Sequence[str], max_words: int | None, train_size: int) ->
                    "clustering": lambda: bench().clustering}
         info = {"path": str(path), "max_words": max_words, "train_size": train_size, "split": split}
         if split == "dev":
-            info["instruction_of"] = f"wiki-{kind}"
+            info["instruction_of"] = f"{WIKI_TASK_GROUP['test']}-{kind}"  # dev reuses the test task's instruction
         return Task(name, kind, loaders[kind], info)
 
     return [task(n) for n in names]

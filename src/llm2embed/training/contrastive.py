@@ -217,29 +217,19 @@ def _instruction_prompts(args: ContrastiveArguments, sources: list[str]) -> dict
     return None
 
 
-def _gathers(args: ContrastiveArguments) -> bool:
-    """Whether the loss gathers negatives from other processes: asked for, and there are others (``torchrun``).
-
-    A single process does not ask, so it never meets sentence-transformers' "gather without a process group" warning.
-    """
-    import torch.distributed as dist
-
-    if not args.gather_across_devices:
-        return False
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_world_size() > 1
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
-
-
 def _loss(encoder, args: ContrastiveArguments):
     from sentence_transformers.sentence_transformer import losses
 
+    from .runs import world_size
+
+    # negatives from other processes only when there are others: one process alone would only get
+    # sentence-transformers' "gather without a process group" warning
+    gather = args.gather_across_devices and world_size() > 1
     if args.mini_batch_size:
         return losses.CachedMultipleNegativesRankingLoss(
             encoder.st_model, scale=args.loss_scale, mini_batch_size=args.mini_batch_size,
-            gather_across_devices=_gathers(args))
-    return losses.MultipleNegativesRankingLoss(encoder.st_model, scale=args.loss_scale,
-                                               gather_across_devices=_gathers(args))
+            gather_across_devices=gather)
+    return losses.MultipleNegativesRankingLoss(encoder.st_model, scale=args.loss_scale, gather_across_devices=gather)
 
 
 def _trainer_class():

@@ -14,7 +14,8 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 __all__ = ["REQUIRED_CHECKPOINT_FILES", "autocast_dtype", "close_distributed", "last_complete_checkpoint",
-           "prepare_run", "stop_after_n_steps", "wait_for_all_processes"]
+           "prepare_run", "stop_after_n_steps", "wait_for_all_processes",
+           "world_size"]
 
 REQUIRED_CHECKPOINT_FILES = ("trainer_state.json",)
 WEIGHT_FILES = ("adapter_model.safetensors", "model.safetensors")  # LoRA training, or full fine-tuning
@@ -70,6 +71,16 @@ def stop_after_n_steps(n_steps: int):
                 control.should_save = True  # a checkpoint at the stopping step, for exact resumption
 
     return StopAfterNSteps()
+
+
+def world_size() -> int:
+    """Processes in this run: the process group's size, else torchrun's ``WORLD_SIZE`` (set before the trainer
+    makes the group), else 1."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size()
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def wait_for_all_processes() -> None:
