@@ -167,6 +167,48 @@ def test_config_file_and_cli(tmp_path, capsys):
         load_pipeline_config(tmp_path / "bad.yaml")
 
 
+def test_config_extends_another_file_and_changes_only_what_it_lists(tmp_path, capsys):
+    """An ablation config is its base plus a few keys: sections merge key by key, null removes a key."""
+    (tmp_path / "base.yaml").write_text("recipe: llm2vec\nmntp: null\nevaluation:\n  final_tasks: [stsb]\n")
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs/child.yaml").write_text(
+        "extends: ../base.yaml\nbidirectional: false\nsimcse:\n  learning_rate: 3.0e-4\n  save_steps: null\n"
+        "evaluation:\n  selection: null\n")
+    (tmp_path / "runs/grandchild.yaml").write_text("extends: child.yaml\nsimcse:\n  max_steps: 7\n")
+    recipe = default_config("llm2vec")
+    child = load_pipeline_config(tmp_path / "runs/child.yaml")
+    assert child["mntp"] is None and child["bidirectional"] is False  # from the base, then the child's own
+    assert child["simcse"]["learning_rate"] == 3e-4 and "save_steps" not in child["simcse"]
+    assert {k: v for k, v in child["simcse"].items() if k not in ("learning_rate", "save_steps")} == \
+        {k: v for k, v in recipe["simcse"].items() if k not in ("learning_rate", "save_steps")}
+    assert child["evaluation"] == {**recipe["evaluation"], "final_tasks": ["stsb"], "selection": None}
+    grandchild = load_pipeline_config(tmp_path / "runs/grandchild.yaml")
+    assert grandchild["simcse"] == {**child["simcse"], "max_steps": 7} and grandchild["recipe"] == "llm2vec"
+    assert main(["pipeline", str(tmp_path / "runs/grandchild.yaml"), "--print-config"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out) == grandchild  # what the file runs, chain resolved
+    # --recipe goes under the whole chain: the files' settings on the other recipe
+    other = load_pipeline_config(tmp_path / "runs/grandchild.yaml", recipe="prompteol-simcse")
+    assert other["prompt_template"] == "prompteol" and other["simcse"]["simcse_dropout"] == 0.1
+    assert other["simcse"]["max_steps"] == 7 and other["mntp"] is None
+    # a plain file (no extends) still replaces a stage section whole, as the official configs are pasted in
+    (tmp_path / "plain.yaml").write_text("recipe: llm2vec\nsimcse:\n  max_steps: 7\n")
+    assert load_pipeline_config(tmp_path / "plain.yaml")["simcse"] == {"max_steps": 7}
+
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    with pytest.raises(ValueError, match="a.yaml: 'extends' goes round in a circle: .*a.yaml -> .*b.yaml -> .*a.yaml"):
+        load_pipeline_config(tmp_path / "a.yaml")
+    (tmp_path / "lost.yaml").write_text("extends: nowhere.yaml\n")
+    with pytest.raises(ValueError, match="lost.yaml: 'extends': config file .*nowhere.yaml does not exist"):
+        load_pipeline_config(tmp_path / "lost.yaml")
+    (tmp_path / "typo.yaml").write_text("extends: base.yaml\nmodle: x\n")
+    with pytest.raises(ValueError, match="typo.yaml: unknown pipeline key 'modle'; did you mean 'model'"):
+        load_pipeline_config(tmp_path / "typo.yaml")
+    (tmp_path / "list.yaml").write_text("extends: [base.yaml]\n")
+    with pytest.raises(ValueError, match="list.yaml: 'extends' must be the path of another pipeline file"):
+        load_pipeline_config(tmp_path / "list.yaml")
+
+
 SHIPPED_CONFIGS = sorted([*ROOT.glob("benchmarks/ablations/*.yaml"), ROOT / "examples/pipeline_supervised.yaml"])
 
 

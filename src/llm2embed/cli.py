@@ -252,6 +252,11 @@ def cmd_pipeline(args) -> int:
     config = load_pipeline_config(args.config, recipe=args.recipe)
     if args.max_length is not None:
         config["max_length"] = args.max_length
+    if args.print_config:
+        import yaml
+
+        print(yaml.safe_dump(config, sort_keys=False), end="")
+        return 0
     if args.seeds is not None:
         from .seeds import run_seeds
 
@@ -373,6 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "'recipe:' or the default recipe")
     p.add_argument("--print-default-config", action="store_true",
                    help="print the default config (of --recipe) and exit")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the settings CONFIG runs (its recipe and 'extends:' files resolved) and exit")
     p.add_argument("--fresh", action="store_true", help="delete the output folder first")
     p.add_argument("--no-eval", action="store_true", help="train only")
     p.add_argument("--nproc", type=int, default=1,

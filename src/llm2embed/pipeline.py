@@ -7,7 +7,8 @@
 
 The config is one YAML/JSON file; its ``mntp``, ``simcse`` and ``supervised`` sections are the official
 llm2vec configs of each stage (paste yours in; ``null`` skips a stage), and the pipeline fills in
-``model_name_or_path``, ``peft_model_name_or_path`` and ``output_dir`` to chain them.
+``model_name_or_path``, ``peft_model_name_or_path`` and ``output_dir`` to chain them. A file can start from
+another with ``extends: base.yaml`` and change only some keys (:mod:`llm2embed.pipeline_config`).
 
 Each stage writes into ``<output>/<stage>/`` and, when it is complete, a marker holding the hash of its own
 settings and of every stage before it. A rerun skips a stage whose marker matches (so a killed pipeline
@@ -21,7 +22,6 @@ so a run folder that is moved or copied elsewhere still resumes and skips its fi
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import logging
@@ -33,150 +33,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .pipeline_config import (DEFAULT_RECIPE, INHERITED_KEYS, RECIPES, STAGES, default_config, load_pipeline_config,
+                              validate_pipeline_config)
 from .pipeline_evaluation import baseline_specs, check_evaluation_data, evaluate_run, stage_selection
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_RECIPE", "RECIPES", "STAGES", "baseline_specs", "check_evaluation_data", "default_config", "load_pipeline_config",
-           "run_pipeline", "stage_keys"]
+__all__ = ["DEFAULT_RECIPE", "RECIPES", "STAGES", "baseline_specs", "check_evaluation_data", "default_config",
+           "load_pipeline_config", "run_pipeline", "stage_keys", "validate_pipeline_config"]
 
-STAGES = ("mntp", "simcse", "supervised")
 MARKER = "llm2embed_stage.json"
-
-# Sized for a 2-core CPU (AVX-512 bf16). Each recipe is a complete set of stage settings; a config file or
-# ``--recipe`` picks one and overrides any of it. docs/pipeline.md has the measurements behind every value.
-_COMMON = {
-    "model": "smollm2-135m",
-    "output": "runs/default",
-    "pooling_mode": None,  # None: mean, or the prompt template's pooling (last_token for prompteol)
-    # pooling of the encoder the run hands out, if not the trained one (same weights, see llm2embed.repool)
-    "encoder_pooling_mode": None,
-    "max_length": None,  # longest input of the saved encoders: None = 512, or the model's context if smaller
-    "supervised": None,
-    "evaluation": {
-        "stage_tasks": ["stsb"],
-        "final_tasks": ["stsb", "wiki"],
-        "baselines": None,  # None: the model untrained, causal (mean pooling) and PromptEOL (training-free)
-        "reduced_precision": "bfloat16",
-        "selection": "stsb-dev",  # dev set that picks each contrastive stage's kept checkpoint (null: last)
-    },
-}
-RECIPES: dict[str, dict[str, Any]] = {
-    # LLM2Vec (BehnamGhader et al. 2024): bidirectional -> MNTP -> SimCSE, mean pooling; the official
-    # recipe's small-budget step counts with the learning rates, bf16 autocast and length-grouped batches
-    # that make that budget work on a CPU
-    "llm2vec": {
-        "bidirectional": True,
-        "prompt_template": None,
-        "mntp": {
-            "train_file": "wiki", "max_seq_length": 128, "per_device_train_batch_size": 8, "mlm_probability": 0.2,
-            "mask_token_type": "blank", "data_collator_type": "default", "lora_r": 16, "learning_rate": 1e-4,
-            "bf16": True, "stop_after_n_steps": 200, "max_steps": 200, "save_steps": 50, "logging_steps": 10,
-            "seed": 42,
-        },
-        "simcse": {
-            "dataset_name": "wiki", "max_seq_length": 64, "per_device_train_batch_size": 32, "simcse_dropout": 0.3,
-            "loss_scale": 20, "learning_rate": 1e-3, "lora_r": 16, "bf16": True,
-            "train_sampling_strategy": "group_by_length", "stop_after_n_steps": 100, "max_steps": 100,
-            "save_steps": 50, "logging_steps": 10, "seed": 42,
-        },
-    },
-    # PromptEOL (causal attention, the PromptEOL template, last token) + unsupervised SimCSE with LoRA; no MNTP
-    "prompteol-simcse": {
-        "bidirectional": False,
-        "prompt_template": "prompteol",
-        # trained on the last token; handed out as [last token; mean], which keeps the causal model's topic
-        # signal (wiki classification/clustering) at no training cost (docs/pipeline.md, "Pooling")
-        "encoder_pooling_mode": "last_token+mean",
-        "mntp": None,
-        "simcse": {
-            "dataset_name": "wiki", "max_seq_length": 64, "per_device_train_batch_size": 32, "simcse_dropout": 0.1,
-            "loss_scale": 20, "learning_rate": 3e-4, "lora_r": 16, "bf16": True,
-            "train_sampling_strategy": "group_by_length", "stop_after_n_steps": 60, "max_steps": 60,
-            "save_steps": 20, "logging_steps": 10, "eval_every_n_steps": 20, "seed": 42,
-        },
-    },
-}
-DEFAULT_RECIPE = "prompteol-simcse"
-# top-level settings every contrastive stage inherits unless its own section sets them
-_INHERITED = ("pooling_mode", "bidirectional", "prompt_template")
-_TOP_LEVEL_TYPES = {"recipe": str, "model": str, "output": str, "pooling_mode": str, "encoder_pooling_mode": str,
-                    "bidirectional": bool, "prompt_template": str, "max_length": int, "mntp": dict, "simcse": dict,
-                    "supervised": dict, "evaluation": dict}
-
-
-def default_config(recipe: str | None = None) -> dict[str, Any]:
-    """The pipeline of ``recipe`` (default :data:`DEFAULT_RECIPE`) on the embedded SmolLM2 and Wikipedia corpus.
-
-    >>> default_config("llm2vec")["mntp"]["max_steps"]
-    200
-    """
-    from .training.config import ConfigError, suggest_key
-
-    name = recipe or DEFAULT_RECIPE
-    if name not in RECIPES:
-        near = suggest_key(name, set(RECIPES))
-        raise ConfigError(f"unknown recipe {name!r}; known: {', '.join(RECIPES)}"
-                          + (f" (did you mean {near!r}?)" if near else ""))
-    return copy.deepcopy({"recipe": name, **_COMMON, **RECIPES[name]})
-
-
-def load_pipeline_config(path: str | os.PathLike | None, recipe: str | None = None) -> dict[str, Any]:
-    """Read a YAML/JSON pipeline file on top of its recipe's settings; unknown top-level keys are errors.
-
-    The recipe is ``recipe`` if given, else the file's ``recipe:`` key, else :data:`DEFAULT_RECIPE`.
-    """
-    from .training.config import ConfigError, load_config_file, suggest_key
-
-    user = load_config_file(path) if path is not None else {}
-    if recipe is not None:
-        user["recipe"] = recipe
-    where = str(path) if path is not None else "pipeline config"
-    name = user.get("recipe")
-    if name is not None and not isinstance(name, str):
-        raise ConfigError(f"{where}: 'recipe' must be a string (one of {', '.join(RECIPES)}), got {name!r}")
-    try:
-        config = default_config(name)
-    except ConfigError as error:
-        raise ConfigError(f"{where}: {error}") from None
-    for key, value in user.items():
-        if key not in config:
-            near = suggest_key(key, set(config))
-            raise ConfigError(f"{where}: unknown pipeline key {key!r}" + (f"; did you mean {near!r}?" if near else ""))
-        if isinstance(value, dict) and isinstance(config[key], dict) and key != "supervised":
-            config[key] = {**config[key], **value} if key == "evaluation" else value
-        else:
-            config[key] = value
-    validate_pipeline_config(config, where=where)
-    return config
-
-
-def validate_pipeline_config(config: dict[str, Any], where: str = "pipeline config") -> None:
-    """Check every value against its field's type and range before anything runs (errors name the key)."""
-    from sentence_transformers import SentenceTransformerTrainingArguments
-    from transformers import TrainingArguments
-
-    from .pooling import pooling_parts
-    from .training.config import (ConfigError, DataArguments, MNTPArguments, ModelArguments, _check_keys,
-                                  _field_types, check_values)
-    from .training.contrastive import ContrastiveArguments
-
-    check_values({k: v for k, v in config.items() if k in _TOP_LEVEL_TYPES}, _TOP_LEVEL_TYPES, where)
-    for key in ("pooling_mode", "encoder_pooling_mode"):
-        if config.get(key) is not None:
-            try:
-                pooling_parts(config[key])
-            except ValueError as error:
-                raise ConfigError(f"{where}: {key!r}: {error}") from None
-    sections = {"mntp": ([ModelArguments, DataArguments, MNTPArguments], TrainingArguments),
-                "simcse": ([ModelArguments, ContrastiveArguments], SentenceTransformerTrainingArguments),
-                "supervised": ([ModelArguments, ContrastiveArguments], SentenceTransformerTrainingArguments)}
-    for stage, (classes, training) in sections.items():
-        section = config.get(stage)
-        if section:
-            types_ = _field_types([*classes, training])
-            _check_keys(section, set(types_), f"{where}, section {stage!r}")
-            check_values(section, types_, f"{where}, section {stage!r}")
 
 
 def _hash(*parts) -> str:
@@ -259,7 +125,7 @@ def _stage_configs(config: dict[str, Any], out: Path) -> list[tuple[str, dict[st
             if mntp_dir is not None:
                 cfg["peft_model_name_or_path"] = str(mntp_dir)
         if stage != "mntp":
-            for key in _INHERITED:
+            for key in INHERITED_KEYS:
                 if config.get(key) is not None:
                     cfg.setdefault(key, config[key])
             if config.get("max_length"):
