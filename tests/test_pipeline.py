@@ -1,7 +1,9 @@
 """The pipeline: end to end on a tiny model, skip on rerun, resume after a kill, invalidate downstream only."""
 
 import json
+import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -138,7 +140,26 @@ def test_killed_run_resumes_without_redoing_finished_stages(tiny_pipeline, tmp_p
     messages = []
     run_pipeline(tiny_pipeline, evaluate=False, echo=messages.append)
     assert any("mntp: done earlier" in m for m in messages) and any("simcse: running" in m for m in messages)
-    assert json.loads((tmp_path / "run/simcse/llm2embed_stage.json").read_text())["complete"] is True
+    marker = json.loads((tmp_path / "run/simcse/llm2embed_stage.json").read_text())
+    assert marker["complete"] is True and marker["seconds_before"] == 0  # killed before its first checkpoint
+
+
+def test_resumed_stage_counts_the_training_time_its_checkpoints_kept(tmp_path):
+    """A stage killed after a checkpoint reports the time up to that checkpoint plus the resumed run's."""
+    from llm2embed.pipeline import _marker, _prepare, _write_marker
+
+    folder = tmp_path / "simcse"
+    assert _prepare(folder, "k") is False and _marker(folder)["seconds_before"] == 0
+    now = time.time()  # the killed run started 1000 s ago and saved its last checkpoint 600 s after that
+    _write_marker(folder, {**_marker(folder), "attempt_started": now - 1000})
+    state = folder / "checkpoint-40/trainer_state.json"
+    state.parent.mkdir()
+    state.write_text("{}")
+    os.utime(state, (now - 400, now - 400))
+    assert _prepare(folder, "k") is False and _marker(folder)["seconds_before"] == 600
+    assert _prepare(folder, "k") is False and _marker(folder)["seconds_before"] == 600  # killed again, nothing new
+    assert _prepare(folder, "other settings") is False and _marker(folder)["seconds_before"] == 0
+    assert not state.exists()  # other settings start the stage over, and its clock
 
 
 def test_config_file_and_cli(tmp_path, capsys):

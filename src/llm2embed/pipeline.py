@@ -12,8 +12,9 @@ another with ``extends: base.yaml`` and change only some keys (:mod:`llm2embed.p
 
 Each stage writes into ``<output>/<stage>/`` and, when it is complete, a marker holding the hash of its own
 settings and of every stage before it. A rerun skips a stage whose marker matches (so a killed pipeline
-resumes where it stopped, and a stage killed midway resumes from its last checkpoint), and a changed setting
-re-runs exactly that stage and the ones after it. Paths inside the run folder enter the hash relative to it,
+resumes where it stopped, and a stage killed midway resumes from its last checkpoint, its training time
+counting the killed attempt up to that checkpoint), and a changed setting re-runs exactly that stage and the
+ones after it. Paths inside the run folder enter the hash relative to it,
 so a run folder that is moved or copied elsewhere still resumes and skips its finished stages.
 
 >>> from llm2embed.pipeline import run_pipeline, default_config
@@ -100,9 +101,20 @@ def _prepare(folder: Path, key: str, legacy_key: str | None = None) -> bool:
         return True
     if folder.exists() and (marker is None or marker.get("key") != key):
         shutil.rmtree(folder)  # written with other settings (or by something else): start the stage over
+        marker = None
     folder.mkdir(parents=True, exist_ok=True)
-    _write_marker(folder, {"key": key, "complete": False})
+    _write_marker(folder, {"key": key, "complete": False, "attempt_started": time.time(),
+                           "seconds_before": _seconds_kept(folder, marker) if marker else 0.0})
     return False
+
+
+def _seconds_kept(folder: Path, marker: dict) -> float:
+    """Training time of a stage's earlier, interrupted attempts that a resumed run keeps: from each attempt's
+    start to its last checkpoint (work after that checkpoint is redone, and counted again)."""
+    saved = [p.stat().st_mtime for p in folder.glob("checkpoint-*/trainer_state.json")]
+    started = marker.get("attempt_started")
+    reached = max(saved) - started if saved and started is not None else 0.0
+    return round(float(marker.get("seconds_before", 0.0)) + max(0.0, reached), 1)
 
 
 def _stage_configs(config: dict[str, Any], out: Path) -> list[tuple[str, dict[str, Any]]]:
@@ -212,13 +224,16 @@ def run_pipeline(config: dict[str, Any] | None = None, output: str | os.PathLike
             echo(f"[{index}/{len(stages)}] {stage}: done earlier with the same settings, skipped")
             summary["stages"][stage] = {"skipped": True, **(_marker(folder) or {})}
         else:
-            echo(f"[{index}/{len(stages)}] {stage}: running (output {folder})")
+            before = (_marker(folder) or {}).get("seconds_before", 0.0)
+            resumed = f", resuming after {before / 60:.1f} min of an earlier run" if before else ""
+            echo(f"[{index}/{len(stages)}] {stage}: running (output {folder}{resumed})")
             start = time.perf_counter()
             _run_stage(stage, cfg, config, folder, nproc)
-            seconds = time.perf_counter() - start
-            _write_marker(folder, {"key": key, "complete": True, "seconds": round(seconds, 1)})
-            summary["stages"][stage] = {"skipped": False, "seconds": round(seconds, 1)}
-            echo(f"[{index}/{len(stages)}] {stage}: finished in {seconds / 60:.1f} min")
+            seconds = round(time.perf_counter() - start + before, 1)
+            _write_marker(folder, {"key": key, "complete": True, "seconds": seconds, "seconds_before": before})
+            summary["stages"][stage] = {"skipped": False, "seconds": seconds}
+            echo(f"[{index}/{len(stages)}] {stage}: finished in {seconds / 60:.1f} min"
+                 + (f" ({before / 60:.1f} of them before the resume)" if before else ""))
         selection = stage_selection(folder)
         if selection:
             summary["stages"][stage]["selection"] = selection
