@@ -158,6 +158,10 @@ def test_resumed_stage_counts_the_training_time_its_checkpoints_kept(tmp_path):
     os.utime(state, (now - 400, now - 400))
     assert _prepare(folder, "k") is False and _marker(folder)["seconds_before"] == 600
     assert _prepare(folder, "k") is False and _marker(folder)["seconds_before"] == 600  # killed again, nothing new
+    legacy = {"key": "k", "complete": False}  # an older version's marker: no start time, its file's time instead
+    _write_marker(folder, legacy)
+    os.utime(folder / "llm2embed_stage.json", (now - 1000, now - 1000))
+    assert _prepare(folder, "k") is False and _marker(folder)["seconds_before"] == 600
     assert _prepare(folder, "other settings") is False and _marker(folder)["seconds_before"] == 0
     assert not state.exists()  # other settings start the stage over, and its clock
 

@@ -112,8 +112,9 @@ def _seconds_kept(folder: Path, marker: dict) -> float:
     """Training time of a stage's earlier, interrupted attempts that a resumed run keeps: from each attempt's
     start to its last checkpoint (work after that checkpoint is redone, and counted again)."""
     saved = [p.stat().st_mtime for p in folder.glob("checkpoint-*/trainer_state.json")]
-    started = marker.get("attempt_started")
-    reached = max(saved) - started if saved and started is not None else 0.0
+    # markers of older versions lack the start: the marker file was written when that attempt started
+    started = marker.get("attempt_started") or (folder / MARKER).stat().st_mtime
+    reached = max(saved) - started if saved else 0.0
     return round(float(marker.get("seconds_before", 0.0)) + max(0.0, reached), 1)
 
 
